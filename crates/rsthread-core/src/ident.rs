@@ -27,3 +27,11 @@ mod tests {
         assert_ne!(a, b);
     }
 }
+
+/// Whether the calling thread is the process's initial thread (tid == pid),
+/// the one where CPython runs signal handlers. After `fork()` the surviving
+/// thread is the child's initial thread, so this stays right.
+#[inline]
+pub fn is_process_main() -> bool {
+    rustix::thread::gettid() == rustix::process::getpid()
+}

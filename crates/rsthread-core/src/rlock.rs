@@ -120,6 +120,18 @@ impl RawRLock {
         self.set_owner(owner, count);
     }
 
+    /// Take the inner lock without blocking and without touching owner/count
+    /// (for `_acquire_restore`, which then calls [`restore`](Self::restore)).
+    pub fn try_acquire_inner(&self) -> bool {
+        self.lock.try_acquire()
+    }
+
+    /// Take the inner lock, waiting as long as it takes and ignoring signals
+    /// (stock `_acquire_restore` is not interruptible).
+    pub fn acquire_inner_blocking(&self) {
+        while self.lock.acquire(None) != Acquire::Acquired {}
+    }
+
     /// Owner ident, 0 when unowned (a snapshot).
     pub fn owner(&self) -> u64 {
         if self.count.load(Ordering::Relaxed) == 0 { 0 } else { self.owner.load(Ordering::Relaxed) }

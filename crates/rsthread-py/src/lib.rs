@@ -1,1 +1,79 @@
+//! `rsthread._thread`: CPython 3.11's `_thread` module on rsthread-core.
+//!
+//! Thin by design: argument conversion with CPython's exact errors
+//! ([`args`]), GIL release and signal handling around waits ([`wait`]),
+//! error mapping ([`errors`]); all locking lives in `rsthread-core`.
+#![forbid(unsafe_op_in_unsafe_fn)]
 
+mod args;
+mod capi;
+mod errors;
+mod excepthook;
+mod local;
+mod lock;
+mod thread;
+mod wait;
+
+use pyo3::prelude::*;
+
+/// allocate_lock() -> lock object
+/// (allocate() is an obsolete synonym)
+///
+/// Create a new lock object. See help(type(threading.Lock())) for
+/// information about locks.
+#[pyfunction]
+fn allocate_lock() -> lock::PyLock {
+    lock::PyLock::new_unlocked()
+}
+
+/// allocate_lock() -> lock object
+/// (allocate() is an obsolete synonym)
+///
+/// Create a new lock object. See help(type(threading.Lock())) for
+/// information about locks.
+#[pyfunction]
+fn allocate() -> lock::PyLock {
+    lock::PyLock::new_unlocked()
+}
+
+/// This module provides primitive operations to write multi-threaded programs.
+/// The 'threading' module provides a more convenient interface.
+#[pymodule(name = "_thread")]
+fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("error", py.get_type::<pyo3::exceptions::PyRuntimeError>())?;
+    m.add_class::<lock::PyLock>()?;
+    m.add("LockType", py.get_type::<lock::PyLock>())?;
+    m.add_class::<lock::PyRLock>()?;
+    m.add_class::<local::PyLocal>()?;
+    // TIMEOUT_MAX: floor(min(PY_TIMEOUT_MAX * 1e-6, _PyTime_MAX seconds)).
+    m.add("TIMEOUT_MAX", ((args::PY_TIMEOUT_MAX_US as f64) * 1e-6).floor())?;
+    m.add_function(wrap_pyfunction!(allocate_lock, m)?)?;
+    m.add_function(wrap_pyfunction!(allocate, m)?)?;
+    m.add_function(wrap_pyfunction!(thread::start_new_thread, m)?)?;
+    m.add("start_new", m.getattr("start_new_thread")?)?;
+    m.add_function(wrap_pyfunction!(thread::exit, m)?)?;
+    m.add("exit_thread", m.getattr("exit")?)?;
+    m.add_function(wrap_pyfunction!(thread::get_ident, m)?)?;
+    m.add_function(wrap_pyfunction!(thread::get_native_id, m)?)?;
+    m.add_function(wrap_pyfunction!(thread::_count, m)?)?;
+    m.add_function(wrap_pyfunction!(thread::_set_sentinel, m)?)?;
+    m.add_function(wrap_pyfunction!(thread::stack_size, m)?)?;
+    m.add_function(wrap_pyfunction!(thread::interrupt_main, m)?)?;
+    m.add_function(wrap_pyfunction!(excepthook::excepthook, m)?)?;
+    m.add("_ExceptHookArgs", excepthook::hook_args_type(py)?)?;
+    // Functions report `__module__ == "_thread"` like stock's (threading's
+    // `__all__` check and pickling by name rely on it).
+    for name in [
+        "allocate_lock", "allocate", "start_new_thread", "exit", "get_ident", "get_native_id",
+        "_count", "_set_sentinel", "stack_size", "interrupt_main", "_excepthook",
+    ] {
+        m.getattr(name)?.setattr("__module__", "_thread")?;
+    }
+    // Stock `_thread` has neither a `lock` attribute (only `LockType`) nor `__all__`.
+    m.delattr("lock")?;
+    if m.hasattr("__all__")? {
+        m.delattr("__all__")?;
+    }
+    Ok(())
+}

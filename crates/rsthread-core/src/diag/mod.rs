@@ -1,1 +1,675 @@
-//! Concurrency diagnostics (see submodules).
+//! Concurrency diagnostics: why, where and who when a threaded program hangs.
+//!
+//! Off by default. Everything here is bookkeeping the binding feeds from its
+//! slow paths (or from every acquire/release once enabled); the lock fast path
+//! pays one Relaxed load of [`flags()`] and a branch while it is 0.
+//!
+//! * **Deadlocks** ([`DEADLOCK`]): a wait-for graph (thread → lock it blocks
+//!   on → thread holding it → …). [`wait_begin`] returns a [`Deadlock`] when
+//!   the new wait completes a cycle that cannot resolve (rules below).
+//! * **Lock order** ([`LOCK_ORDER`]): a graph over lock *classes* (a class is
+//!   the creation site of a lock); [`acquired`] returns an [`OrderInversion`]
+//!   when an acquire closes a cycle, whether or not it ever deadlocked.
+//! * **Profile** ([`PROFILE`]): per-class contention statistics ([`stats`]).
+//! * **Trace** ([`TRACE`]): a bounded timeline exported as Chrome trace JSON
+//!   ([`export_chrome_trace`]) for Perfetto UI.
+//! * **Hang** ([`HANG`]): for the binding's watchdog, [`longest_waits`],
+//!   [`snapshot`] and [`wait_chains`]. Waits are recorded whenever
+//!   [`wait_begin`] is called, whatever the flags; the flag only tells the
+//!   binding to run its watchdog.
+//!
+//! Identities are plain integers: [`ThreadId`] is the Python ident,
+//! [`LockId`] a number unique among live lock objects (the binding's choice,
+//! e.g. the object address), [`SiteId`] an interned `"file:line in func"`.
+//! Unknown threads and locks are registered on first use (a lock so met is a
+//! plain lock of unknown site, its own class).
+//!
+//! ## How the binding uses this
+//!
+//! All free functions act on one process-wide [`Diagnostics`]; tests (and
+//! anything else wanting isolation) can make their own instance, whose
+//! methods have the same names and arguments.
+//!
+//! 1. `rsthread.diag.enable(...)` → [`set_flags`], [`set_deadlock_mode`],
+//!    [`set_report_timed`], [`set_timeline_capacity`]; then register the
+//!    threads that already exist with [`thread_started`] (the "all threads
+//!    blocked" rule counts only registered threads). Disable with
+//!    `set_flags(0)`; the state is kept until [`reset`].
+//! 2. Lock objects: [`lock_created`] with the interned creation site
+//!    ([`intern_site`]) when `flags() != 0`; [`lock_destroyed`] in dealloc
+//!    (when the lock was registered; calling it for unknown ids is harmless).
+//!    Thread sentinels (`_set_sentinel`, the `_tstate_lock` that
+//!    `Thread.join` waits on) additionally get [`mark_sentinel`].
+//! 3. Threads: [`thread_started`] at bootstrap (ident, native id, name),
+//!    [`thread_named`] when `Thread.name` changes, [`thread_exited`] at the
+//!    very end (report the returned RLock leaks at once); [`leaked_at_exit`]
+//!    at interpreter shutdown for plain locks never released.
+//! 4. **Ordering** (this is what makes reports trustworthy under races):
+//!    call [`acquired`] *after* the real acquire succeeded and [`released`]
+//!    *before* the real release (while the lock is still held), so a hold
+//!    recorded here is always a real hold; call [`wait_begin`] before going
+//!    to sleep and [`wait_end`] after waking. For a plain-lock release that
+//!    may fail (`release()` of an unlocked lock), check `locked()` first; for
+//!    an RLock, call [`released`] only when the caller owns it.
+//!
+//!    Every acquire that succeeds, when `flags() != 0`:
+//!    [`acquired`]`(me, lock, site, blocking, waited_ns)`, where `blocking`
+//!    is false for `acquire(False)` / `acquire(timeout=0)` (such acquires
+//!    add no lock-order edge), `site` the interned caller frame (or
+//!    [`UNKNOWN_SITE`] when stacks are not collected) and `waited_ns` the
+//!    time spent blocked (0 on the fast path: that is what "contended"
+//!    means). RLock re-entries are passed too and only counted as depth.
+//!    Every release: [`released`]`(me, lock)`. A failed non-blocking
+//!    acquire of a plain lock: [`acquire_failed`]. RLock `_release_save` →
+//!    [`release_all`]; `_acquire_restore` → [`acquired`] then
+//!    [`set_rlock_depth`]. Report a returned inversion (under [`LOCK_ORDER`]).
+//! 5. The slow path of a blocking acquire (the fast try failed), once per
+//!    sleep: [`wait_begin`]`(me, lock, timed)` *before* blocking. If it
+//!    returns a [`Deadlock`]: under [`DeadlockMode::Warn`] print it (with
+//!    `sys._current_frames()` for the threads in it) and keep waiting; under
+//!    [`DeadlockMode::Raise`] call [`wait_end`]`(me, lock, false)` and raise
+//!    in `me`. After the sleep: [`wait_end`]`(me, lock, acquired)`, then
+//!    [`acquired`] if it was. A retry after a signal handler (EINTR) calls
+//!    `wait_end(.., false)` and `wait_begin` again: within a second, on the
+//!    same lock, it continues the same episode (same start, same
+//!    [`WaitState::episode`]). `Thread.join` is a wait on the target's
+//!    sentinel.
+//! 6. A watchdog thread (under [`HANG`]) polls [`longest_waits`]`(threshold)`
+//!    and reports each [`WaitState::episode`] once, using [`wait_chains`] for
+//!    the "who waits for whom" picture. [`detect_deadlock`] re-runs the
+//!    deadlock rules without a new wait (e.g. after a thread exited and left
+//!    every other one blocked).
+//! 7. Fork: [`before_fork`] in the parent before `fork()`,
+//!    [`after_fork_parent`] in the parent after, [`after_fork_child`] in the
+//!    child (only the forking thread survives; history is cleared).
+//! 8. [`stats`], [`reset_stats`], [`export_chrome_trace`], [`snapshot`] back
+//!    the Python-level reporting functions.
+//!
+//! ## Deadlock rules
+//!
+//! A plain `Lock` has no owner: any thread may release it, and the standard
+//! library relies on that (Condition waiter locks, hence Event, Semaphore,
+//! Barrier, `queue.Queue`; `Thread.join` on the sentinel). In those signal
+//! patterns a thread blocks on a plain lock "held" by the thread that
+//! acquired it long ago, often itself, and somebody else will release it.
+//! They must never be reported. So each wait edge `waiter → lock → holder`
+//! is classified:
+//!
+//! * **owned** (definite): the lock is an RLock (only its owner can release
+//!   it), a sentinel (only its thread's exit releases it), or a *mutex-like*
+//!   plain lock: it has been released at least once by the thread that
+//!   acquired it, never by another thread, and its holder never tried to
+//!   acquire it again (blocking: [`wait_begin`], or not: [`acquire_failed`]);
+//! * **signal-like**: any other plain lock, including one never released yet
+//!   (we cannot tell), and any self-edge (a thread waiting on a lock it holds).
+//!
+//! A cycle (found by walking the chain from the thread that begins to wait)
+//! is reported when its threads are all in untimed waits (any waits with
+//! [`set_report_timed`]`(true)`: a timeout would break the cycle) and either
+//!
+//! * every edge is owned → [`DeadlockRule::Definite`], whatever the rest of
+//!   the program does; or
+//! * every live registered thread is blocked (the same timing condition), so
+//!   nobody is left to release a signal-like lock →
+//!   [`DeadlockRule::AllBlocked`]. A self-deadlock (one thread waiting for a
+//!   plain lock it holds) can only be reported this way.
+//!
+//! Consequence: a cycle through plain locks used for the first time (never
+//! released yet) while some unrelated thread still runs is not reported by
+//! [`wait_begin`]; it is reported as soon as the rest of the program blocks
+//! too (typically the main thread's `join`), and [`wait_chains`] always shows
+//! it as a [`ChainEnd::Cycle`] for the hang watchdog. Each cycle is reported
+//! once until one of its threads acquires or releases something.
+//!
+//! ## Lock-order rules
+//!
+//! On a `blocking` first-level acquire of lock `n` by thread `t`, for each
+//! lock `h` that `t` holds and that *orders* (an RLock, or a plain lock that
+//! is not a sentinel, was never released by another thread and was never
+//! re-acquired by its holder: those are signal locks whose "hold" means
+//! nothing), add the class edge `class(h) → class(n)`, remembering the first
+//! acquire sites seen for it. A new edge that closes a cycle yields the
+//! smallest such cycle, once. Two locks of the same class are compared per
+//! object: `x` held while acquiring `y`, and elsewhere `y` held while
+//! acquiring `x`, is reported once per pair (`transfer(a, b)` /
+//! `transfer(b, a)`); a same-class pair never makes a class self-edge.
+
+mod report;
+mod sites;
+mod state;
+mod timeline;
+
+pub use report::*;
+pub use sites::{intern_site, site_name};
+pub use timeline::DEFAULT_CAPACITY as DEFAULT_TIMELINE_CAPACITY;
+
+use state::{Ctx, State};
+use std::cell::RefCell;
+use std::io::{self, Write};
+// Not the crate::sync shim: diag is never built under loom.
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// A Python thread ident (`_thread.get_ident()`).
+pub type ThreadId = u64;
+/// A lock object, unique among live locks (assigned by the binding).
+pub type LockId = u64;
+/// An interned site string (see [`intern_site`]).
+pub type SiteId = u32;
+
+/// The site of locks and acquires nobody told us about.
+pub const UNKNOWN_SITE: SiteId = 0;
+
+/// Flag: detect deadlocks in [`wait_begin`].
+pub const DEADLOCK: u32 = 1 << 0;
+/// Flag: maintain the lock-order graph in [`acquired`].
+pub const LOCK_ORDER: u32 = 1 << 1;
+/// Flag: contention statistics.
+pub const PROFILE: u32 = 1 << 2;
+/// Flag: record the timeline.
+pub const TRACE: u32 = 1 << 3;
+/// Flag: the binding runs its hang watchdog.
+pub const HANG: u32 = 1 << 4;
+/// Every flag.
+pub const ALL: u32 = DEADLOCK | LOCK_ORDER | PROFILE | TRACE | HANG;
+
+/// How many acquire sites [`ClassStats::top_sites`] lists.
+pub const TOP_SITES: usize = 5;
+
+/// `Lock` or `RLock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockKind {
+    /// `_thread.lock`: no owner, any thread may release.
+    Lock,
+    /// `_thread.RLock`: owned, reentrant.
+    RLock,
+}
+
+/// A lock-order class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LockClass {
+    /// All locks created at this site.
+    Site(SiteId),
+    /// One lock whose creation site is unknown.
+    Object(LockId),
+}
+
+impl LockClass {
+    /// The class of lock `id` created at `site`.
+    pub fn of(id: LockId, site: SiteId) -> LockClass {
+        if site == UNKNOWN_SITE {
+            LockClass::Object(id)
+        } else {
+            LockClass::Site(site)
+        }
+    }
+}
+
+/// What the binding does with a detected deadlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeadlockMode {
+    /// Print a report and keep waiting.
+    #[default]
+    Warn,
+    /// Raise in the thread whose wait closed the cycle.
+    Raise,
+}
+
+/// One diagnostics universe: settings plus state behind one mutex.
+///
+/// The process-wide instance is what the free functions use; separate
+/// instances are independent (tests use them with a fake clock).
+pub struct Diagnostics {
+    flags: AtomicU32,
+    mode: AtomicU8,
+    report_timed: AtomicBool,
+    timeline_capacity: AtomicUsize,
+    clock: fn() -> u64,
+    state: Mutex<Option<State>>,
+}
+
+impl Default for Diagnostics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Diagnostics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Diagnostics").field("flags", &self.flags()).finish_non_exhaustive()
+    }
+}
+
+impl Diagnostics {
+    /// All off, on the monotonic clock.
+    pub const fn new() -> Diagnostics {
+        Diagnostics::with_clock(crate::timeout::monotonic_ns)
+    }
+
+    /// All off, reading time (ns) from `clock`.
+    pub const fn with_clock(clock: fn() -> u64) -> Diagnostics {
+        Diagnostics {
+            flags: AtomicU32::new(0),
+            mode: AtomicU8::new(0),
+            report_timed: AtomicBool::new(false),
+            timeline_capacity: AtomicUsize::new(timeline::DEFAULT_CAPACITY),
+            clock,
+            state: Mutex::new(None),
+        }
+    }
+
+    /// The enabled flags.
+    #[inline]
+    pub fn flags(&self) -> u32 {
+        // Relaxed: an independent switch; a thread seeing a stale value for a
+        // moment only misses or adds one record.
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    /// Enable exactly `flags`.
+    pub fn set_flags(&self, flags: u32) {
+        // Relaxed: see flags().
+        self.flags.store(flags & ALL, Ordering::Relaxed);
+    }
+
+    /// The deadlock mode (for the binding; the core only stores it).
+    pub fn deadlock_mode(&self) -> DeadlockMode {
+        // Relaxed: an independent setting.
+        if self.mode.load(Ordering::Relaxed) == 1 {
+            DeadlockMode::Raise
+        } else {
+            DeadlockMode::Warn
+        }
+    }
+
+    /// Set the deadlock mode.
+    pub fn set_deadlock_mode(&self, mode: DeadlockMode) {
+        // Relaxed: an independent setting.
+        self.mode.store(mode as u8, Ordering::Relaxed);
+    }
+
+    /// Whether cycles containing timed waits are reported (default false).
+    pub fn report_timed(&self) -> bool {
+        // Relaxed: an independent setting, read under the state mutex.
+        self.report_timed.load(Ordering::Relaxed)
+    }
+
+    /// Report cycles that a timeout will break too.
+    pub fn set_report_timed(&self, on: bool) {
+        // Relaxed: see report_timed().
+        self.report_timed.store(on, Ordering::Relaxed);
+    }
+
+    /// Timeline capacity in events.
+    pub fn timeline_capacity(&self) -> usize {
+        // Relaxed: an independent setting.
+        self.timeline_capacity.load(Ordering::Relaxed)
+    }
+
+    /// Set the timeline capacity (at least 1); drops the recorded events.
+    pub fn set_timeline_capacity(&self, events: usize) {
+        let events = events.max(1);
+        // Relaxed: read under the state mutex below and at state creation.
+        self.timeline_capacity.store(events, Ordering::Relaxed);
+        let mut g = self.lock();
+        if let Some(s) = g.as_mut() {
+            s.timeline.set_capacity(events);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<State>> {
+        // A panic under the lock (a bug) leaves bookkeeping at worst stale;
+        // diagnostics must not turn it into a panic in every lock operation.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run<R>(&self, g: &mut Option<State>, f: impl FnOnce(&mut State, &Ctx) -> R) -> R {
+        let s = g.get_or_insert_with(|| State::new(self.timeline_capacity()));
+        let cx = Ctx { now: (self.clock)(), flags: self.flags(), report_timed: self.report_timed() };
+        f(s, &cx)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State, &Ctx) -> R) -> R {
+        let mut g = self.lock();
+        self.run(&mut g, f)
+    }
+
+    /// A lock object was created at `site`.
+    pub fn lock_created(&self, lock: LockId, kind: LockKind, site: SiteId) {
+        self.with(|s, _| s.lock_created(lock, kind, site))
+    }
+
+    /// A lock object is gone (its id may be reused). A hold still open ends
+    /// (a Condition waiter lock is dropped while held: not a leak).
+    pub fn lock_destroyed(&self, lock: LockId) {
+        self.with(|s, cx| s.lock_destroyed(cx, lock))
+    }
+
+    /// `lock` is a thread's sentinel: treated as owned by the thread holding
+    /// it, never a leak, and left out of the lock-order graph.
+    pub fn mark_sentinel(&self, lock: LockId) {
+        self.with(|s, _| s.mark_sentinel(lock))
+    }
+
+    /// Thread `t` started (native id 0 if unknown). An ident still registered
+    /// is taken as reused: the old thread is retired first.
+    pub fn thread_started(&self, t: ThreadId, native: u64, name: Option<String>) {
+        self.with(|s, cx| s.thread_started(cx, t, native, name))
+    }
+
+    /// Thread `t` is now called `name`.
+    pub fn thread_named(&self, t: ThreadId, name: &str) {
+        self.with(|s, _| s.thread_named(t, name.to_owned()))
+    }
+
+    /// Thread `t` exited. Returns the RLocks it still owned (they can never be
+    /// released). Plain locks it still held are remembered for
+    /// [`leaked_at_exit`](Self::leaked_at_exit) unless somebody releases them later.
+    pub fn thread_exited(&self, t: ThreadId) -> Vec<Leak> {
+        self.with(|s, cx| s.thread_exited(cx, t))
+    }
+
+    /// Plain locks acquired by threads that exited and never released since
+    /// (sentinels excluded), oldest exit first.
+    pub fn leaked_at_exit(&self) -> Vec<Leak> {
+        self.with(|s, _| s.leaked_at_exit())
+    }
+
+    /// `t` acquired `lock` at `site`. See the module docs for `blocking` and
+    /// `waited_ns`. Returns a lock-order inversion this acquire revealed.
+    pub fn acquired(
+        &self,
+        t: ThreadId,
+        lock: LockId,
+        site: SiteId,
+        blocking: bool,
+        waited_ns: u64,
+    ) -> Option<OrderInversion> {
+        self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns))
+    }
+
+    /// `t` released `lock` (one level of an RLock). For a plain lock `t` may
+    /// differ from the acquirer: the hold ends all the same.
+    pub fn released(&self, t: ThreadId, lock: LockId) {
+        self.with(|s, cx| s.released(cx, t, lock))
+    }
+
+    /// `t` released every level of RLock `lock` (`_release_save`).
+    pub fn release_all(&self, t: ThreadId, lock: LockId) {
+        self.with(|s, cx| s.release_all(cx, t, lock))
+    }
+
+    /// The RLock `lock` just acquired now has recursion depth `depth`
+    /// (`_acquire_restore`).
+    pub fn set_rlock_depth(&self, lock: LockId, depth: u64) {
+        self.with(|s, _| s.set_rlock_depth(lock, depth))
+    }
+
+    /// A non-blocking (or zero-timeout) acquire of `lock` by `t` failed.
+    /// Only needed for plain locks: a thread trying to take a lock it holds
+    /// itself (`Condition.wait(0)` on its waiter lock) marks it signal-like.
+    pub fn acquire_failed(&self, t: ThreadId, lock: LockId) {
+        self.with(|s, _| s.acquire_failed(t, lock))
+    }
+
+    /// `t` is about to block on `lock`. Returns a deadlock this wait made
+    /// visible (under [`DEADLOCK`]).
+    pub fn wait_begin(&self, t: ThreadId, lock: LockId, timed: bool) -> Option<Deadlock> {
+        self.with(|s, cx| s.wait_begin(cx, t, lock, timed))
+    }
+
+    /// `t` stopped blocking on `lock`, with it (`acquired`) or not.
+    pub fn wait_end(&self, t: ThreadId, lock: LockId, acquired: bool) {
+        self.with(|s, cx| s.wait_end(cx, t, lock, acquired))
+    }
+
+    /// Run the deadlock rules now, without a new wait, preferring a cycle
+    /// through `t`; reports only cycles not reported yet.
+    pub fn detect_deadlock(&self, t: ThreadId) -> Option<Deadlock> {
+        self.with(|s, cx| s.detect(cx, t))
+    }
+
+    /// Every registered live thread: holds and wait.
+    pub fn snapshot(&self) -> Snapshot {
+        self.with(|s, cx| s.snapshot(cx.now))
+    }
+
+    /// For each waiting thread (by ident), where its wait leads.
+    pub fn wait_chains(&self) -> Vec<WaitChain> {
+        self.with(|s, _| s.wait_chains())
+    }
+
+    /// Waits running for at least `threshold_ns`, longest first.
+    pub fn longest_waits(&self, threshold_ns: u64) -> Vec<LongWait> {
+        self.with(|s, cx| s.longest_waits(cx.now, threshold_ns))
+    }
+
+    /// Per-class contention statistics, most total wait first.
+    pub fn stats(&self) -> Vec<ClassStats> {
+        self.with(|s, _| s.stats(TOP_SITES))
+    }
+
+    /// Zero the statistics.
+    pub fn reset_stats(&self) {
+        self.with(|s, _| s.reset_stats())
+    }
+
+    /// Forget history: statistics, timeline, lock-order graph, reported
+    /// cycles and pending leaks. What is true now (threads, locks, holds,
+    /// waits) is kept.
+    pub fn reset(&self) {
+        self.with(|s, _| s.reset())
+    }
+
+    /// The timeline, oldest first.
+    pub fn timeline(&self) -> Vec<TimelineEvent> {
+        self.with(|s, _| {
+            s.timeline
+                .events()
+                .iter()
+                .map(|e| TimelineEvent {
+                    ts_ns: e.ts,
+                    tid: e.tid,
+                    kind: e.event_kind(),
+                    lock: e.lock,
+                    lock_kind: e.lock_kind(),
+                    site: e.site,
+                    aux: e.aux,
+                })
+                .collect()
+        })
+    }
+
+    /// Events overwritten because the timeline was full.
+    pub fn timeline_dropped(&self) -> u64 {
+        self.with(|s, _| s.timeline.dropped())
+    }
+
+    /// Write the timeline as Chrome trace-event JSON (see the `timeline`
+    /// submodule docs for the mapping). The state lock is held only to copy
+    /// the events.
+    pub fn export_chrome_trace<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        let data = self.with(|s, cx| s.trace_data(cx.now));
+        timeline::write_chrome_trace(w, &data)
+    }
+
+    /// In a forked child: only `surviving` (now with kernel id `native`)
+    /// exists. Other threads, their waits and holds are dropped; history
+    /// (statistics, timeline, reported cycles, pending leaks) is cleared. The
+    /// lock registry and the lock-order graph stay.
+    pub fn reset_after_fork(&self, surviving: ThreadId, native: u64) {
+        self.with(|s, _| s.reset_after_fork(surviving, native))
+    }
+}
+
+/// The process-wide instance.
+static GLOBAL: Diagnostics = Diagnostics::new();
+
+/// The process-wide instance behind the free functions.
+pub fn global() -> &'static Diagnostics {
+    &GLOBAL
+}
+
+/// The enabled flags: one Relaxed load, for the lock fast path.
+#[inline]
+pub fn flags() -> u32 {
+    GLOBAL.flags()
+}
+
+/// See [`Diagnostics::set_flags`].
+pub fn set_flags(flags: u32) {
+    GLOBAL.set_flags(flags)
+}
+/// See [`Diagnostics::deadlock_mode`].
+pub fn deadlock_mode() -> DeadlockMode {
+    GLOBAL.deadlock_mode()
+}
+/// See [`Diagnostics::set_deadlock_mode`].
+pub fn set_deadlock_mode(mode: DeadlockMode) {
+    GLOBAL.set_deadlock_mode(mode)
+}
+/// See [`Diagnostics::report_timed`].
+pub fn report_timed() -> bool {
+    GLOBAL.report_timed()
+}
+/// See [`Diagnostics::set_report_timed`].
+pub fn set_report_timed(on: bool) {
+    GLOBAL.set_report_timed(on)
+}
+/// See [`Diagnostics::set_timeline_capacity`].
+pub fn set_timeline_capacity(events: usize) {
+    GLOBAL.set_timeline_capacity(events)
+}
+/// See [`Diagnostics::lock_created`].
+pub fn lock_created(lock: LockId, kind: LockKind, site: SiteId) {
+    GLOBAL.lock_created(lock, kind, site)
+}
+/// See [`Diagnostics::lock_destroyed`].
+pub fn lock_destroyed(lock: LockId) {
+    GLOBAL.lock_destroyed(lock)
+}
+/// See [`Diagnostics::mark_sentinel`].
+pub fn mark_sentinel(lock: LockId) {
+    GLOBAL.mark_sentinel(lock)
+}
+/// See [`Diagnostics::thread_started`].
+pub fn thread_started(t: ThreadId, native: u64, name: Option<String>) {
+    GLOBAL.thread_started(t, native, name)
+}
+/// See [`Diagnostics::thread_named`].
+pub fn thread_named(t: ThreadId, name: &str) {
+    GLOBAL.thread_named(t, name)
+}
+/// See [`Diagnostics::thread_exited`].
+pub fn thread_exited(t: ThreadId) -> Vec<Leak> {
+    GLOBAL.thread_exited(t)
+}
+/// See [`Diagnostics::leaked_at_exit`].
+pub fn leaked_at_exit() -> Vec<Leak> {
+    GLOBAL.leaked_at_exit()
+}
+/// See [`Diagnostics::acquired`].
+pub fn acquired(t: ThreadId, lock: LockId, site: SiteId, blocking: bool, waited_ns: u64) -> Option<OrderInversion> {
+    GLOBAL.acquired(t, lock, site, blocking, waited_ns)
+}
+/// See [`Diagnostics::released`].
+pub fn released(t: ThreadId, lock: LockId) {
+    GLOBAL.released(t, lock)
+}
+/// See [`Diagnostics::release_all`].
+pub fn release_all(t: ThreadId, lock: LockId) {
+    GLOBAL.release_all(t, lock)
+}
+/// See [`Diagnostics::set_rlock_depth`].
+pub fn set_rlock_depth(lock: LockId, depth: u64) {
+    GLOBAL.set_rlock_depth(lock, depth)
+}
+/// See [`Diagnostics::acquire_failed`].
+pub fn acquire_failed(t: ThreadId, lock: LockId) {
+    GLOBAL.acquire_failed(t, lock)
+}
+/// See [`Diagnostics::wait_begin`].
+pub fn wait_begin(t: ThreadId, lock: LockId, timed: bool) -> Option<Deadlock> {
+    GLOBAL.wait_begin(t, lock, timed)
+}
+/// See [`Diagnostics::wait_end`].
+pub fn wait_end(t: ThreadId, lock: LockId, acquired: bool) {
+    GLOBAL.wait_end(t, lock, acquired)
+}
+/// See [`Diagnostics::detect_deadlock`].
+pub fn detect_deadlock(t: ThreadId) -> Option<Deadlock> {
+    GLOBAL.detect_deadlock(t)
+}
+/// See [`Diagnostics::snapshot`].
+pub fn snapshot() -> Snapshot {
+    GLOBAL.snapshot()
+}
+/// See [`Diagnostics::wait_chains`].
+pub fn wait_chains() -> Vec<WaitChain> {
+    GLOBAL.wait_chains()
+}
+/// See [`Diagnostics::longest_waits`].
+pub fn longest_waits(threshold_ns: u64) -> Vec<LongWait> {
+    GLOBAL.longest_waits(threshold_ns)
+}
+/// See [`Diagnostics::stats`].
+pub fn stats() -> Vec<ClassStats> {
+    GLOBAL.stats()
+}
+/// See [`Diagnostics::reset_stats`].
+pub fn reset_stats() {
+    GLOBAL.reset_stats()
+}
+/// See [`Diagnostics::reset`].
+pub fn reset() {
+    GLOBAL.reset()
+}
+/// See [`Diagnostics::timeline`].
+pub fn timeline() -> Vec<TimelineEvent> {
+    GLOBAL.timeline()
+}
+/// See [`Diagnostics::export_chrome_trace`].
+pub fn export_chrome_trace<W: Write + ?Sized>(w: &mut W) -> io::Result<()> {
+    GLOBAL.export_chrome_trace(w)
+}
+
+/// The global state and site table locks, held across `fork()`.
+type ForkGuards = (MutexGuard<'static, Option<State>>, MutexGuard<'static, Option<sites::Interner>>);
+
+thread_local! {
+    /// The global state and site table, held from `before_fork` until the
+    /// matching `after_fork_*` in the forking thread, so that no other thread
+    /// holds them across `fork()` (the child would find them locked forever).
+    static FORK_GUARDS: RefCell<Option<ForkGuards>> = const { RefCell::new(None) };
+}
+
+/// Call in the parent just before `fork()`: takes the global locks (state,
+/// then sites: the documented order) and keeps them in this thread.
+pub fn before_fork() {
+    let state = GLOBAL.lock();
+    let sites = sites::lock_sites();
+    FORK_GUARDS.with(|g| *g.borrow_mut() = Some((state, sites)));
+}
+
+/// Call in the parent after `fork()`: releases what [`before_fork`] took.
+pub fn after_fork_parent() {
+    FORK_GUARDS.with(|g| drop(g.borrow_mut().take()));
+}
+
+/// Call in the child after `fork()` (in the forking thread, now the only
+/// one, ident `surviving`, kernel id `native`): see
+/// [`Diagnostics::reset_after_fork`]. Without a prior [`before_fork`] it
+/// locks normally (and would hang if another thread held the lock at fork).
+pub fn after_fork_child(surviving: ThreadId, native: u64) {
+    let taken = FORK_GUARDS.with(|g| g.borrow_mut().take());
+    match taken {
+        Some((mut state, sites)) => {
+            drop(sites);
+            GLOBAL.run(&mut state, |s, _| s.reset_after_fork(surviving, native));
+        }
+        None => GLOBAL.reset_after_fork(surviving, native),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+"""Small helpers shared by the benchmark scripts (machine facts, background load)."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _proc_stat() -> tuple[int, int] | None:
+    """(busy, total) clock ticks over all CPUs since boot."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user/nice
+    return total - idle, total
+
+
+class OtherLoad:
+    """How much CPU *other* processes used while we ran.
+
+    The load average is useless here: our own benchmark threads raise it.
+    Instead: busy CPU time of the whole machine (/proc/stat) minus the CPU
+    time of this process and its waited-for children, as a fraction of all
+    CPU time available during the run.
+    """
+
+    def __init__(self) -> None:
+        self.start = _proc_stat()
+        self.self_start = self._self()
+
+    @staticmethod
+    def _self() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def fraction(self) -> float | None:
+        end = _proc_stat()
+        if self.start is None or end is None:
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = (end[0] - self.start[0]) / tick
+        total = (end[1] - self.start[1]) / tick
+        if total <= 0:
+            return None
+        mine = self._self() - self.self_start
+        return max(0.0, min(1.0, (busy - mine) / total))
+
+
+# Above this share of all CPUs used by other processes, figures are noisy.
+BUSY_THRESHOLD = 0.10
+
+
+def busy_warning(other: float | None) -> str | None:
+    if other is not None and other > BUSY_THRESHOLD:
+        return (f"WARNING: other processes used {other:.0%} of the CPUs during this run; "
+                "figures are noisy")
+    return None

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Run every rsthread benchmark and write benchmarks/RESULTS.md.
+#
+#   benchmarks/run.sh            # full run: ~5-7 minutes on 2 cores
+#   benchmarks/run.sh --quick    # smoke run: ~1-2 minutes (mostly compiling)
+#
+# Environment:
+#   REPEATS=N        best-of-N for the Python benchmarks (default 5; --quick: 2)
+#   SKIP_CRITERION=1 skip the Rust criterion bench
+#   NOTE="..."       free text written into RESULTS.md (e.g. "machine busy")
+#
+# Steps:
+#   1. Use the repository's .venv if .venv/bin/python can import rsthread;
+#      otherwise create it and build rsthread into it:
+#        python3 -m venv .venv && .venv/bin/pip install maturin \
+#          && .venv/bin/maturin develop --release
+#   2. benchmarks/bench_thread.py  (stock _thread vs rsthread._thread, one interpreter)
+#   3. benchmarks/bench_stdlib.py  (stdlib workloads, fresh interpreter per run)
+#   4. cargo bench --bench locks   (in benchmarks/, a standalone crate)
+#   5. benchmarks/summarize.py -> benchmarks/RESULTS.md
+# Raw outputs (JSON, logs) go to benchmarks/target/results/ (git-ignored).
+#
+# Benchmarks on a 2-core machine are sensitive to anything else running
+# (a cargo build, a test suite): the Python scripts record the load average
+# and warn when the machine was busy. Run on an idle machine for figures
+# worth comparing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+PY=.venv/bin/python
+if [ -x "$PY" ] && "$PY" -c 'import rsthread._thread' 2>/dev/null; then
+    echo "== using $PY (rsthread already installed)"
+else
+    echo "== building rsthread into .venv"
+    [ -x "$PY" ] || python3 -m venv .venv
+    [ -x .venv/bin/maturin ] || .venv/bin/pip install maturin
+    VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release
+    "$PY" -c 'import rsthread._thread' || { echo "rsthread still not importable" >&2; exit 1; }
+fi
+
+OUT=benchmarks/target/results
+mkdir -p "$OUT"
+rm -f "$OUT"/thread.json "$OUT"/stdlib.json
+STATUS=0
+PYARGS=()
+CRITARGS=()
+if [ "$QUICK" = 1 ]; then
+    PYARGS+=(--quick)
+    CRITARGS+=(--quick)
+fi
+if [ -n "${REPEATS:-}" ]; then
+    PYARGS+=(-n "$REPEATS")
+fi
+START=$(date +%s)
+
+echo "== bench_thread.py"
+"$PY" benchmarks/bench_thread.py "${PYARGS[@]}" --json "$OUT/thread.json" | tee "$OUT/thread.txt" \
+    || { STATUS=1; echo "bench_thread.py failed" >&2; }
+
+echo "== bench_stdlib.py"
+"$PY" benchmarks/bench_stdlib.py "${PYARGS[@]}" --json "$OUT/stdlib.json" | tee "$OUT/stdlib.txt" \
+    || { STATUS=1; echo "bench_stdlib.py failed (see above; partial results kept)" >&2; }
+
+if [ "${SKIP_CRITERION:-0}" != 1 ]; then
+    echo "== cargo bench --bench locks"
+    # A failing benchmark is reported, the others still run, and the script exits 1.
+    (cd benchmarks && cargo bench --bench locks -- "${CRITARGS[@]}") > "$OUT/criterion.txt" 2>&1 \
+        || { tail -30 "$OUT/criterion.txt" >&2; echo "cargo bench failed, see $OUT/criterion.txt" >&2; STATUS=1; }
+    grep -E '^[a-z_]+/|time:|thrpt:' "$OUT/criterion.txt" || true
+fi
+
+"$PY" benchmarks/summarize.py --thread "$OUT/thread.json" --stdlib "$OUT/stdlib.json" \
+    --criterion benchmarks/target/criterion --since "$START" --note "${NOTE:-}" \
+    --out benchmarks/RESULTS.md
+cat benchmarks/RESULTS.md
+exit "$STATUS"

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Write benchmarks/RESULTS.md from the outputs of one benchmarks/run.sh.
+
+Inputs: the JSON of bench_thread.py and bench_stdlib.py, and criterion's
+estimates under benchmarks/target/criterion (only those written since
+``--since``, so older runs are not mixed in).
+
+    python3 benchmarks/summarize.py --thread t.json --stdlib s.json \
+        --criterion benchmarks/target/criterion --since EPOCH --out benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+LOCKS = ["rsthread_core::RawLock", "parking_lot::RawMutex", "std::sync::Mutex<()>"]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def nproc() -> str:
+    try:
+        return subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return str(os.cpu_count())
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "-"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if unit == "ops/s" or abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:.1f}"
+
+
+def thread_section(path: Path) -> list[str]:
+    d = json.loads(path.read_text())
+    m = d["meta"]
+    out = ["## `_thread` micro-benchmarks (bench_thread.py)", ""]
+    out.append(f"Best of {m['repeats']}, one interpreter, stock and rsthread alternated; "
+               f"load average {m['loadavg_start']} at start, {m['loadavg_end']} at end; "
+               f"{m['wall_s']} s.")
+    out.append("Ratio = rsthread / stock: below 1 is better for times, waits and sizes, "
+               "above 1 is better for throughput.")
+    out.append("")
+    out.append("| figure | unit | stock | rsthread | ratio |")
+    out.append("|---|---|---:|---:|---:|")
+    for r in d["results"]:
+        if r["better"] == "zero":
+            ratio = "-" if r["rsthread"] is None else ("never early" if r["rsthread"] == 0
+                                                       else "**RETURNED EARLY**")
+        else:
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        out.append(f"| {r['figure']} | {r['unit']} | {fmt(r['stock'], r['unit'])} | "
+                   f"{fmt(r['rsthread'], r['unit'])} | {ratio} |")
+    return out
+
+
+def stdlib_section(path: Path) -> list[str]:
+    d = json.loads(path.read_text())
+    m = d["meta"]
+    out = ["## stdlib workloads (bench_stdlib.py)", ""]
+    out.append(f"Each run in a fresh interpreter; best of {m['repeats']}, stock and rsthread "
+               f"alternated; load average {m['loadavg_start']} at start, {m['loadavg_end']} "
+               f"at end; {m['wall_s']} s. Ratio = rsthread / stock (below 1: rsthread faster).")
+    out.append("")
+    out.append("| workload | n | stock µs/op | rsthread µs/op | ratio |")
+    out.append("|---|---:|---:|---:|---:|")
+    for r in d["results"]:
+        rr, sr = r["rsthread_us_per_op"], r["stock_us_per_op"]
+        fails = r.get("failed", [])
+        rr_s = ("**FAILED**" if "rsthread" in fails else "-") if rr is None else f"{rr:.3f}"
+        sr_s = ("**FAILED**" if "stock" in fails else "-") if sr is None else f"{sr:.3f}"
+        ratio_s = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        out.append(f"| {r['description']} (`{r['workload']}`) | {r['n']:,} | "
+                   f"{sr_s} | {rr_s} | {ratio_s} |")
+    g = m.get("geomean_ratio")
+    out.append(f"| **geometric mean of ratios** | | | | **{'-' if g is None else format(g, '.2f')}** |")
+    return out
+
+
+def criterion_section(root: Path, since: float) -> list[str]:
+    rows: dict[str, dict[str, float]] = {}
+    order: list[str] = []
+    for bj in sorted(root.glob("**/new/benchmark.json")):
+        est = bj.with_name("estimates.json")
+        if not est.exists() or est.stat().st_mtime < since:
+            continue
+        b = json.loads(bj.read_text())
+        e = json.loads(est.read_text())
+        ns = e["median"]["point_estimate"]
+        elems = (b.get("throughput") or {}).get("Elements") or 1
+        parts = [b["group_id"], b.get("function_id"), b.get("value_str")]
+        lock = next((p for p in parts if p in LOCKS), None)
+        if lock is None:
+            continue
+        label = "/".join(p for p in parts if p and p != lock)
+        if label not in rows:
+            rows[label] = {}
+            order.append(label)
+        rows[label][lock] = ns / elems
+    if not rows:
+        return ["## Rust core locks (criterion)", "", "(no criterion results found)"]
+    out = ["## Rust core locks (criterion, benches/locks.rs)", ""]
+    out.append("Median ns per lock/unlock pair (contended: per pair over all threads; "
+               "handoff: per round trip). Ratio = RawLock / other (below 1: RawLock faster).")
+    out.append("")
+    out.append("| benchmark | RawLock | parking_lot | std Mutex | RawLock/parking_lot | RawLock/std |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    def key(label):
+        group = label.split("/")[0]
+        return (["uncontended", "contended", "handoff"].index(group)
+                if group in ("uncontended", "contended", "handoff") else 9, label)
+    for label in sorted(order, key=key):
+        v = rows[label]
+        a, p, s = (v.get(k) for k in LOCKS)
+        rp = f"{a / p:.2f}" if a and p else "-"
+        rs = f"{a / s:.2f}" if a and s else "-"
+        out.append(f"| {label} | {fmt(a)} | {fmt(p)} | {fmt(s)} | {rp} | {rs} |")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--thread", type=Path)
+    ap.add_argument("--stdlib", type=Path)
+    ap.add_argument("--criterion", type=Path)
+    ap.add_argument("--since", type=float, default=0.0)
+    ap.add_argument("--note", default="", help="free text added under the header")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+
+    la = os.getloadavg()
+    lines = ["# rsthread benchmark results", ""]
+    lines.append(f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    lines.append(f"- nproc: {nproc()}")
+    lines.append(f"- CPU: {cpu_model()}")
+    lines.append(f"- Python: {platform.python_version()}; kernel {platform.release()}")
+    lines.append(f"- load average when summarised: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+    lines.append("- produced by `benchmarks/run.sh`")
+    if a.note:
+        lines.append(f"- note: {a.note}")
+    for path, fn, title in ((a.thread, thread_section, "bench_thread.py"),
+                            (a.stdlib, stdlib_section, "bench_stdlib.py")):
+        if path and path.exists():
+            lines += [""] + fn(path)
+        elif path:
+            lines += ["", f"## {title}", "", f"No results: {title} failed before writing {path}."]
+    if a.criterion and a.criterion.exists():
+        lines += [""] + criterion_section(a.criterion, a.since)
+    lines.append("")
+    a.out.write_text("\n".join(lines))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

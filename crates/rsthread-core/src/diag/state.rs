@@ -1,0 +1,1037 @@
+//! The mutable state behind one [`Diagnostics`](super::Diagnostics): thread
+//! and lock registries, holds and waits (the wait-for graph), the lock-order
+//! graph, statistics, pending leaks and the timeline. Always used under the
+//! owner's mutex; see the module docs of `diag` for the rules.
+
+use super::report::*;
+use super::timeline::{Event, Timeline, TraceData};
+use super::{LockClass, LockId, LockKind, SiteId, ThreadId, DEADLOCK, LOCK_ORDER, PROFILE, TRACE, UNKNOWN_SITE};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Same-class object pairs remembered at most (then no new pairs are added).
+const MAX_SAME_CLASS_PAIRS: usize = 1 << 20;
+
+/// A wait on the same lock that begins within this long after a wait ended
+/// without the lock continues its episode (a retry after a signal handler).
+const RETRY_GRACE_NS: u64 = 1_000_000_000;
+
+/// Per-call context, computed under the lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    pub now: u64,
+    pub flags: u32,
+    pub report_timed: bool,
+}
+
+impl Ctx {
+    fn on(&self, bit: u32) -> bool {
+        self.flags & bit != 0
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WaitRec {
+    lock: LockId,
+    since: u64,
+    timed: bool,
+    episode: u64,
+}
+
+#[derive(Debug)]
+struct ThreadRec {
+    native: u64,
+    name: Option<String>,
+    /// Registered by first use rather than `thread_started`.
+    implicit: bool,
+    /// Locks held, oldest first (plain locks: acquired by this thread and not
+    /// yet released by anyone).
+    held: Vec<LockId>,
+    wait: Option<WaitRec>,
+    /// The last wait and when it ended, if it ended without the lock (a
+    /// signal or a timeout): a prompt new wait on the same lock continues
+    /// the same episode.
+    interrupted: Option<(WaitRec, u64)>,
+}
+
+impl ThreadRec {
+    fn new(native: u64, name: Option<String>, implicit: bool) -> ThreadRec {
+        ThreadRec { native, name, implicit, held: Vec::new(), wait: None, interrupted: None }
+    }
+    fn tid(&self, ident: ThreadId) -> u64 {
+        if self.native != 0 {
+            self.native
+        } else {
+            ident
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LockRec {
+    kind: LockKind,
+    site: SiteId,
+    holder: Option<ThreadId>,
+    hold_site: SiteId,
+    since: u64,
+    depth: u64,
+    /// Released at least once by the thread that had acquired it.
+    released_by_self: bool,
+    /// Released at least once by another thread than the acquirer.
+    released_by_other: bool,
+    /// Its holder tried to acquire it again (blocking or not): a
+    /// binary-semaphore use such as a Condition waiter lock.
+    self_blocked: bool,
+    /// A thread's sentinel (`Thread.join` waits on it).
+    sentinel: bool,
+    /// Its holder exited while holding it (and nobody released it since).
+    orphaned_by: Option<ThreadId>,
+    /// Same-class objects it forms recorded pairs with (for cleanup).
+    partners: Vec<LockId>,
+}
+
+impl LockRec {
+    fn new(kind: LockKind, site: SiteId) -> LockRec {
+        LockRec {
+            kind,
+            site,
+            holder: None,
+            hold_site: UNKNOWN_SITE,
+            since: 0,
+            depth: 0,
+            released_by_self: false,
+            released_by_other: false,
+            self_blocked: false,
+            sentinel: false,
+            orphaned_by: None,
+            partners: Vec::new(),
+        }
+    }
+    fn lref(&self, id: LockId) -> LockRef {
+        LockRef { id, kind: self.kind, site: self.site }
+    }
+    /// An edge "waiter -> holder" through this lock can only be broken by the holder.
+    fn owned(&self) -> bool {
+        match self.kind {
+            LockKind::RLock => true,
+            LockKind::Lock => self.sentinel || (self.released_by_self && !self.released_by_other && !self.self_blocked),
+        }
+    }
+    /// Whether holding it orders later acquires (lock-order graph).
+    fn orders(&self) -> bool {
+        match self.kind {
+            LockKind::RLock => true,
+            LockKind::Lock => !self.sentinel && !self.released_by_other && !self.self_blocked,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EdgeRec {
+    from_lock: LockId,
+    to_lock: LockId,
+    held_site: SiteId,
+    acquire_site: SiteId,
+    thread: ThreadRef,
+}
+
+impl EdgeRec {
+    fn edge(&self, from: LockClass, to: LockClass) -> OrderEdge {
+        OrderEdge {
+            from,
+            to,
+            from_lock: self.from_lock,
+            to_lock: self.to_lock,
+            held_site: self.held_site,
+            acquire_site: self.acquire_site,
+            thread: self.thread.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct OrderGraph {
+    adj: HashMap<LockClass, Vec<LockClass>>,
+    edges: HashMap<(LockClass, LockClass), EdgeRec>,
+    reported: HashSet<Vec<LockClass>>,
+    /// Same-class nesting per object: (held, acquired).
+    pairs: HashMap<(LockId, LockId), EdgeRec>,
+    reported_pairs: HashSet<(LockId, LockId)>,
+}
+
+impl OrderGraph {
+    /// Add `from -> to` (a new edge only); return the smallest cycle it closes
+    /// if that cycle was never reported.
+    fn add_edge(&mut self, from: LockClass, to: LockClass, rec: EdgeRec) -> Option<Vec<OrderEdge>> {
+        if self.edges.contains_key(&(from, to)) {
+            return None;
+        }
+        self.edges.insert((from, to), rec);
+        self.adj.entry(from).or_default().push(to);
+        // Shortest path to -> ... -> from (BFS), closing the cycle with the new edge.
+        let mut parent: HashMap<LockClass, LockClass> = HashMap::new();
+        let mut queue = VecDeque::from([to]);
+        let mut seen = HashSet::from([to]);
+        let mut found = false;
+        while let Some(c) = queue.pop_front() {
+            if c == from {
+                found = true;
+                break;
+            }
+            for &n in self.adj.get(&c).map(Vec::as_slice).unwrap_or(&[]) {
+                if seen.insert(n) {
+                    parent.insert(n, c);
+                    queue.push_back(n);
+                }
+            }
+        }
+        if !found {
+            return None;
+        }
+        let mut path = vec![from];
+        let mut c = from;
+        while c != to {
+            c = parent[&c];
+            path.push(c);
+        }
+        path.reverse(); // to, ..., from
+        let mut key = path.clone();
+        let min = key.iter().enumerate().min_by_key(|(_, c)| **c).map_or(0, |(i, _)| i);
+        key.rotate_left(min);
+        if !self.reported.insert(key) {
+            return None;
+        }
+        let mut edges: Vec<OrderEdge> = path.windows(2).map(|w| self.edges[&(w[0], w[1])].edge(w[0], w[1])).collect();
+        edges.push(self.edges[&(from, to)].edge(from, to));
+        Some(edges)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct ClassAcc {
+    kind: Option<LockKind>,
+    acquisitions: u64,
+    contended: u64,
+    total_wait: u64,
+    max_wait: u64,
+    holds: u64,
+    total_hold: u64,
+    max_hold: u64,
+    sites: HashMap<SiteId, SiteStats>,
+}
+
+/// Where a chain walk stopped (internal form of [`ChainEnd`]).
+enum End {
+    Running(ThreadId),
+    NoHolder,
+    HolderExited(ThreadId),
+    Cycle(usize),
+}
+
+/// A link of a walk: `thread` waits for `lock`, held by `holder`.
+struct Link {
+    thread: ThreadId,
+    lock: LockId,
+    holder: Option<ThreadId>,
+}
+
+pub(crate) struct State {
+    threads: HashMap<ThreadId, ThreadRec>,
+    locks: HashMap<LockId, LockRec>,
+    /// Live threads in an untimed / timed wait.
+    waiting_untimed: usize,
+    waiting_timed: usize,
+    next_episode: u64,
+    /// Reported wait cycles, as sorted (thread, lock) lists.
+    reported: Vec<Vec<(ThreadId, LockId)>>,
+    pending_leaks: HashMap<LockId, Leak>,
+    order: OrderGraph,
+    stats: HashMap<LockClass, ClassAcc>,
+    pub(crate) timeline: Timeline,
+}
+
+impl State {
+    pub(crate) fn new(timeline_capacity: usize) -> State {
+        State {
+            threads: HashMap::new(),
+            locks: HashMap::new(),
+            waiting_untimed: 0,
+            waiting_timed: 0,
+            next_episode: 1,
+            reported: Vec::new(),
+            pending_leaks: HashMap::new(),
+            order: OrderGraph::default(),
+            stats: HashMap::new(),
+            timeline: Timeline::new(timeline_capacity),
+        }
+    }
+
+    // ----- helpers -------------------------------------------------------
+
+    fn thread_entry(&mut self, t: ThreadId) -> &mut ThreadRec {
+        self.threads.entry(t).or_insert_with(|| ThreadRec::new(0, None, true))
+    }
+
+    fn lock_entry(&mut self, l: LockId) -> &mut LockRec {
+        self.locks.entry(l).or_insert_with(|| LockRec::new(LockKind::Lock, UNKNOWN_SITE))
+    }
+
+    fn tref(&self, t: ThreadId) -> ThreadRef {
+        match self.threads.get(&t) {
+            Some(r) => ThreadRef { ident: t, native: r.native, name: r.name.clone() },
+            None => ThreadRef { ident: t, native: 0, name: None },
+        }
+    }
+
+    fn tid(&self, t: ThreadId) -> u64 {
+        self.threads.get(&t).map_or(t, |r| r.tid(t))
+    }
+
+    fn held_of(&self, t: ThreadId) -> Vec<HeldLock> {
+        let Some(r) = self.threads.get(&t) else { return Vec::new() };
+        r.held
+            .iter()
+            .filter_map(|&id| {
+                let l = self.locks.get(&id)?;
+                Some(HeldLock { lock: l.lref(id), acquire_site: l.hold_site, since_ns: l.since, depth: l.depth })
+            })
+            .collect()
+    }
+
+    fn lref(&self, l: LockId) -> LockRef {
+        match self.locks.get(&l) {
+            Some(r) => r.lref(l),
+            None => LockRef { id: l, kind: LockKind::Lock, site: UNKNOWN_SITE },
+        }
+    }
+
+    fn event(&mut self, cx: &Ctx, t: ThreadId, kind: EventKind, lock: LockId, aux: u32) {
+        if !cx.on(TRACE) {
+            return;
+        }
+        let tid = self.tid(t);
+        let (lk, site) = match kind {
+            EventKind::ThreadStart | EventKind::ThreadEnd | EventKind::Deadlock | EventKind::Inversion => {
+                (LockKind::Lock, UNKNOWN_SITE)
+            }
+            _ => self.locks.get(&lock).map_or((LockKind::Lock, UNKNOWN_SITE), |l| (l.kind, l.site)),
+        };
+        self.timeline.push(Event::new(cx.now, tid, kind, lock, lk, site, aux));
+    }
+
+    /// Install or clear `t`'s wait, keeping the waiting counters right.
+    fn set_wait(&mut self, t: ThreadId, w: Option<WaitRec>) {
+        let Some(r) = self.threads.get_mut(&t) else { return };
+        if let Some(old) = r.wait.take() {
+            if old.timed {
+                self.waiting_timed -= 1
+            } else {
+                self.waiting_untimed -= 1
+            }
+        }
+        if let Some(new) = w {
+            if new.timed {
+                self.waiting_timed += 1
+            } else {
+                self.waiting_untimed += 1
+            }
+            r.wait = Some(new);
+        }
+    }
+
+    fn forget_reported(&mut self, t: ThreadId) {
+        self.reported.retain(|c| !c.iter().any(|&(u, _)| u == t));
+    }
+
+    /// Close `lock`'s current hold (stats, timeline); `releaser` is who released it.
+    fn end_hold(&mut self, cx: &Ctx, lock: LockId, releaser: ThreadId) {
+        let Some(l) = self.locks.get_mut(&lock) else { return };
+        let Some(h) = l.holder.take() else { return };
+        let (site, hold_site, since) = (l.site, l.hold_site, l.since);
+        let class = LockClass::of(lock, site);
+        l.depth = 0;
+        if let Some(r) = self.threads.get_mut(&h) {
+            if let Some(i) = r.held.iter().rposition(|&x| x == lock) {
+                r.held.remove(i);
+            }
+        }
+        if cx.on(PROFILE) {
+            let d = cx.now.saturating_sub(since);
+            let acc = self.stats.entry(class).or_default();
+            acc.holds += 1;
+            acc.total_hold = acc.total_hold.saturating_add(d);
+            acc.max_hold = acc.max_hold.max(d);
+            let s = acc.sites.entry(hold_site).or_insert_with(|| SiteStats { site: hold_site, ..Default::default() });
+            s.total_hold_ns = s.total_hold_ns.saturating_add(d);
+            s.max_hold_ns = s.max_hold_ns.max(d);
+        }
+        self.event(cx, releaser, EventKind::HoldEnd, lock, 0);
+    }
+
+    // ----- registries ----------------------------------------------------
+
+    pub(crate) fn lock_created(&mut self, lock: LockId, kind: LockKind, site: SiteId) {
+        // A reused id: the old object is gone.
+        if self.locks.contains_key(&lock) {
+            self.drop_lock(lock);
+        }
+        self.locks.insert(lock, LockRec::new(kind, site));
+    }
+
+    pub(crate) fn mark_sentinel(&mut self, lock: LockId) {
+        self.lock_entry(lock).sentinel = true;
+    }
+
+    pub(crate) fn lock_destroyed(&mut self, cx: &Ctx, lock: LockId) {
+        if let Some(h) = self.locks.get(&lock).and_then(|l| l.holder) {
+            self.end_hold(cx, lock, h);
+        }
+        self.drop_lock(lock);
+    }
+
+    fn drop_lock(&mut self, lock: LockId) {
+        let Some(l) = self.locks.remove(&lock) else { return };
+        if let Some(h) = l.holder {
+            if let Some(r) = self.threads.get_mut(&h) {
+                r.held.retain(|&x| x != lock);
+            }
+        }
+        self.pending_leaks.remove(&lock);
+        for p in l.partners {
+            self.order.pairs.remove(&(lock, p));
+            self.order.pairs.remove(&(p, lock));
+            self.order.reported_pairs.remove(&(lock.min(p), lock.max(p)));
+            if let Some(pl) = self.locks.get_mut(&p) {
+                pl.partners.retain(|&x| x != lock);
+            }
+        }
+    }
+
+    pub(crate) fn thread_started(&mut self, cx: &Ctx, t: ThreadId, native: u64, name: Option<String>) {
+        match self.threads.get_mut(&t) {
+            Some(r) if r.implicit => {
+                r.native = native;
+                r.name = name;
+                r.implicit = false;
+            }
+            Some(_) => {
+                // The ident was reused without an exit: retire the old thread.
+                self.thread_exited(cx, t);
+                self.threads.insert(t, ThreadRec::new(native, name, false));
+            }
+            None => {
+                self.threads.insert(t, ThreadRec::new(native, name, false));
+            }
+        }
+        self.record_name(t);
+        self.event(cx, t, EventKind::ThreadStart, t, 0);
+    }
+
+    fn record_name(&mut self, t: ThreadId) {
+        let Some(r) = self.threads.get(&t) else { return };
+        let tid = r.tid(t);
+        let name = r.name.clone().unwrap_or_else(|| format!("thread {t:#x}"));
+        self.timeline.names.insert(tid, name);
+        let live: HashSet<u64> = if self.timeline.names.len() > 2 * self.threads.len() + 1024 {
+            self.threads.iter().map(|(&i, r)| r.tid(i)).collect()
+        } else {
+            return;
+        };
+        self.timeline.prune_names(&live);
+    }
+
+    pub(crate) fn thread_named(&mut self, t: ThreadId, name: String) {
+        self.thread_entry(t).name = Some(name);
+        self.record_name(t);
+    }
+
+    pub(crate) fn thread_exited(&mut self, cx: &Ctx, t: ThreadId) -> Vec<Leak> {
+        if !self.threads.contains_key(&t) {
+            return Vec::new();
+        }
+        self.event(cx, t, EventKind::ThreadEnd, t, 0);
+        self.set_wait(t, None);
+        self.forget_reported(t);
+        let who = self.tref(t);
+        let held = std::mem::take(&mut self.threads.get_mut(&t).expect("checked").held);
+        let mut leaks = Vec::new();
+        for id in held {
+            let Some(l) = self.locks.get_mut(&id) else { continue };
+            if l.holder != Some(t) {
+                continue;
+            }
+            let leak = Leak {
+                thread: who.clone(),
+                lock: l.lref(id),
+                acquire_site: l.hold_site,
+                since_ns: l.since,
+                exited_ns: cx.now,
+                depth: l.depth,
+            };
+            l.holder = None;
+            if l.sentinel {
+                // Released by the runtime right around exit: never a leak.
+                continue;
+            }
+            l.orphaned_by = Some(t);
+            match l.kind {
+                LockKind::RLock => leaks.push(leak),
+                LockKind::Lock => {
+                    self.pending_leaks.insert(id, leak);
+                }
+            }
+        }
+        self.threads.remove(&t);
+        leaks
+    }
+
+    pub(crate) fn leaked_at_exit(&self) -> Vec<Leak> {
+        let mut v: Vec<Leak> = self.pending_leaks.values().cloned().collect();
+        v.sort_by_key(|l| (l.exited_ns, l.lock.id));
+        v
+    }
+
+    // ----- holds ---------------------------------------------------------
+
+    pub(crate) fn acquired(
+        &mut self,
+        cx: &Ctx,
+        t: ThreadId,
+        lock: LockId,
+        site: SiteId,
+        blocking: bool,
+        waited_ns: u64,
+    ) -> Option<OrderInversion> {
+        self.thread_entry(t);
+        {
+            let l = self.lock_entry(lock);
+            if l.kind == LockKind::RLock && l.holder == Some(t) {
+                l.depth = l.depth.saturating_add(1);
+                return None;
+            }
+        }
+        // A wait the binding did not close, an interrupted wait: both over now.
+        if let Some(r) = self.threads.get_mut(&t) {
+            r.interrupted = None;
+        }
+        self.set_wait(t, None);
+        self.forget_reported(t);
+        // A hold whose release we did not see (acquired before enabling, say).
+        if let Some(h) = self.locks[&lock].holder {
+            self.end_hold(cx, lock, h);
+        }
+        self.pending_leaks.remove(&lock);
+
+        let inversion = if cx.on(LOCK_ORDER) && blocking { self.order_edges(cx, t, lock, site) } else { None };
+
+        let l = self.locks.get_mut(&lock).expect("entry made above");
+        l.holder = Some(t);
+        l.hold_site = site;
+        l.since = cx.now;
+        l.depth = 1;
+        l.orphaned_by = None;
+        let (kind, class) = (l.kind, LockClass::of(lock, l.site));
+        self.threads.get_mut(&t).expect("entry made above").held.push(lock);
+
+        if cx.on(PROFILE) {
+            let acc = self.stats.entry(class).or_default();
+            acc.kind = Some(kind);
+            acc.acquisitions += 1;
+            let s = acc.sites.entry(site).or_insert_with(|| SiteStats { site, ..Default::default() });
+            s.acquisitions += 1;
+            if waited_ns > 0 {
+                acc.contended += 1;
+                acc.total_wait = acc.total_wait.saturating_add(waited_ns);
+                acc.max_wait = acc.max_wait.max(waited_ns);
+                s.contended += 1;
+                s.total_wait_ns = s.total_wait_ns.saturating_add(waited_ns);
+                s.max_wait_ns = s.max_wait_ns.max(waited_ns);
+            }
+        }
+        self.event(cx, t, EventKind::HoldBegin, lock, site);
+        if let Some(inv) = &inversion {
+            if cx.on(TRACE) {
+                let text = describe_inversion(inv);
+                let id = self.timeline.marker(text);
+                self.event(cx, t, EventKind::Inversion, 0, id);
+            }
+        }
+        inversion
+    }
+
+    /// Record lock-order edges for `t` acquiring `lock` at `site`.
+    fn order_edges(&mut self, cx: &Ctx, t: ThreadId, lock: LockId, site: SiteId) -> Option<OrderInversion> {
+        let new = &self.locks[&lock];
+        if new.sentinel {
+            return None;
+        }
+        let to = LockClass::of(lock, new.site);
+        let held: Vec<(LockId, LockClass, SiteId)> = self.threads[&t]
+            .held
+            .iter()
+            .filter(|&&h| h != lock)
+            .filter_map(|&h| {
+                let l = self.locks.get(&h)?;
+                l.orders().then(|| (h, LockClass::of(h, l.site), l.hold_site))
+            })
+            .collect();
+        let me = self.tref(t);
+        let mut best: Option<OrderInversion> = None;
+        for (h, from, held_site) in held {
+            let rec = EdgeRec { from_lock: h, to_lock: lock, held_site, acquire_site: site, thread: me.clone() };
+            let found = if from == to {
+                self.same_class_pair(h, lock, rec).map(|edges| (true, edges))
+            } else {
+                self.order.add_edge(from, to, rec).map(|edges| (false, edges))
+            };
+            if let Some((same_class, edges)) = found {
+                if best.as_ref().is_none_or(|b| edges.len() < b.edges.len()) {
+                    best = Some(OrderInversion { thread: t, at_ns: cx.now, same_class, edges });
+                }
+            }
+        }
+        best
+    }
+
+    /// Object `h` (held) then `lock` (acquired), both of one class.
+    fn same_class_pair(&mut self, h: LockId, lock: LockId, rec: EdgeRec) -> Option<Vec<OrderEdge>> {
+        let class = LockClass::of(lock, self.locks[&lock].site);
+        if !self.order.pairs.contains_key(&(h, lock)) && self.order.pairs.len() < MAX_SAME_CLASS_PAIRS {
+            self.order.pairs.insert((h, lock), rec);
+            for (a, b) in [(h, lock), (lock, h)] {
+                if let Some(l) = self.locks.get_mut(&a) {
+                    if !l.partners.contains(&b) {
+                        l.partners.push(b);
+                    }
+                }
+            }
+        }
+        let fwd = self.order.pairs.get(&(h, lock))?;
+        let rev = self.order.pairs.get(&(lock, h))?;
+        if !self.order.reported_pairs.insert((h.min(lock), h.max(lock))) {
+            return None;
+        }
+        Some(vec![rev.edge(class, class), fwd.edge(class, class)])
+    }
+
+    pub(crate) fn released(&mut self, cx: &Ctx, t: ThreadId, lock: LockId) {
+        self.forget_reported(t);
+        if let Some(r) = self.threads.get_mut(&t) {
+            r.interrupted = None;
+        }
+        let Some(l) = self.locks.get_mut(&lock) else {
+            self.pending_leaks.remove(&lock);
+            return;
+        };
+        if l.kind == LockKind::RLock && l.holder == Some(t) && l.depth > 1 {
+            l.depth -= 1;
+            return;
+        }
+        match l.holder {
+            Some(h) => {
+                if h == t {
+                    l.released_by_self = true
+                } else {
+                    l.released_by_other = true
+                }
+                self.end_hold(cx, lock, t);
+            }
+            None => {
+                if l.orphaned_by.take().is_some_and(|o| o != t) {
+                    l.released_by_other = true;
+                }
+                self.pending_leaks.remove(&lock);
+            }
+        }
+    }
+
+    pub(crate) fn release_all(&mut self, cx: &Ctx, t: ThreadId, lock: LockId) {
+        if let Some(l) = self.locks.get_mut(&lock) {
+            l.depth = l.depth.min(1);
+        }
+        self.released(cx, t, lock);
+    }
+
+    pub(crate) fn set_rlock_depth(&mut self, lock: LockId, depth: u64) {
+        if let Some(l) = self.locks.get_mut(&lock) {
+            if l.holder.is_some() {
+                l.depth = depth.max(1);
+            }
+        }
+    }
+
+    pub(crate) fn acquire_failed(&mut self, t: ThreadId, lock: LockId) {
+        if let Some(l) = self.locks.get_mut(&lock) {
+            if l.kind == LockKind::Lock && l.holder == Some(t) {
+                l.self_blocked = true;
+            }
+        }
+    }
+
+    // ----- waits ---------------------------------------------------------
+
+    pub(crate) fn wait_begin(&mut self, cx: &Ctx, t: ThreadId, lock: LockId, timed: bool) -> Option<Deadlock> {
+        self.thread_entry(t);
+        let l = self.lock_entry(lock);
+        if l.kind == LockKind::Lock && l.holder == Some(t) {
+            l.self_blocked = true;
+        }
+        let r = self.threads.get_mut(&t).expect("entry made above");
+        let (since, episode) = match r.interrupted.take() {
+            Some((p, ended)) if p.lock == lock && cx.now.saturating_sub(ended) <= RETRY_GRACE_NS => {
+                (p.since, p.episode)
+            }
+            _ => {
+                self.next_episode += 1;
+                (cx.now, self.next_episode)
+            }
+        };
+        self.set_wait(t, Some(WaitRec { lock, since, timed, episode }));
+        self.event(cx, t, EventKind::WaitBegin, lock, timed as u32);
+        if cx.on(DEADLOCK) {
+            self.detect(cx, t)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn wait_end(&mut self, cx: &Ctx, t: ThreadId, lock: LockId, acquired: bool) {
+        let Some(r) = self.threads.get_mut(&t) else { return };
+        let w = r.wait;
+        r.interrupted = if acquired { None } else { w.filter(|w| w.lock == lock).map(|w| (w, cx.now)) };
+        self.set_wait(t, None);
+        if acquired {
+            self.forget_reported(t);
+        }
+        self.event(cx, t, EventKind::WaitEnd, lock, acquired as u32);
+    }
+
+    fn all_blocked(&self, report_timed: bool) -> bool {
+        let waiting = if report_timed { self.waiting_untimed + self.waiting_timed } else { self.waiting_untimed };
+        !self.threads.is_empty() && waiting == self.threads.len()
+    }
+
+    /// Follow the wait-for chain from `start` (which should be waiting).
+    fn follow(&self, start: ThreadId) -> (Vec<Link>, End) {
+        let mut links: Vec<Link> = Vec::new();
+        let mut pos: HashMap<ThreadId, usize> = HashMap::new();
+        let mut cur = start;
+        loop {
+            let Some(r) = self.threads.get(&cur) else { return (links, End::HolderExited(cur)) };
+            let Some(w) = r.wait else { return (links, End::Running(cur)) };
+            let l = self.locks.get(&w.lock);
+            let holder = l.and_then(|l| l.holder);
+            pos.insert(cur, links.len());
+            links.push(Link { thread: cur, lock: w.lock, holder });
+            match holder {
+                None => {
+                    return (links, l.and_then(|l| l.orphaned_by).map_or(End::NoHolder, End::HolderExited));
+                }
+                Some(h) => {
+                    if let Some(&i) = pos.get(&h) {
+                        return (links, End::Cycle(i));
+                    }
+                    cur = h;
+                }
+            }
+        }
+    }
+
+    /// Which rule (if any) makes `cycle` a deadlock now.
+    fn cycle_rule(&self, cycle: &[Link], report_timed: bool) -> Option<DeadlockRule> {
+        let timed = cycle.iter().any(|k| self.threads[&k.thread].wait.is_some_and(|w| w.timed));
+        if timed && !report_timed {
+            return None;
+        }
+        let definite = cycle.len() > 1 && cycle.iter().all(|k| self.locks.get(&k.lock).is_some_and(LockRec::owned));
+        if definite {
+            Some(DeadlockRule::Definite)
+        } else if self.all_blocked(report_timed) {
+            Some(DeadlockRule::AllBlocked)
+        } else {
+            None
+        }
+    }
+
+    fn cycle_key(cycle: &[Link]) -> Vec<(ThreadId, LockId)> {
+        let mut k: Vec<(ThreadId, LockId)> = cycle.iter().map(|l| (l.thread, l.lock)).collect();
+        k.sort_unstable();
+        k
+    }
+
+    fn cycle_threads(&self, cycle: &[Link]) -> Vec<CycleThread> {
+        cycle
+            .iter()
+            .map(|k| {
+                let w = self.threads[&k.thread].wait.expect("cycle members wait");
+                CycleThread {
+                    thread: self.tref(k.thread),
+                    waits_for: self.lref(k.lock),
+                    wait_since_ns: w.since,
+                    timed: w.timed,
+                    held: self.held_of(k.thread),
+                }
+            })
+            .collect()
+    }
+
+    /// Look for an unreported deadlock visible now, preferring one through `t`.
+    pub(crate) fn detect(&mut self, cx: &Ctx, t: ThreadId) -> Option<Deadlock> {
+        let mut found: Vec<(DeadlockRule, Vec<Link>)> = Vec::new();
+        let mut keys: Vec<Vec<(ThreadId, LockId)>> = Vec::new();
+        let mut consider = |s: &State, cycle: Vec<Link>, found: &mut Vec<(DeadlockRule, Vec<Link>)>| {
+            let key = Self::cycle_key(&cycle);
+            if s.reported.contains(&key) || keys.contains(&key) {
+                return;
+            }
+            if let Some(rule) = s.cycle_rule(&cycle, cx.report_timed) {
+                keys.push(key);
+                found.push((rule, cycle));
+            }
+        };
+        if self.threads.get(&t).is_some_and(|r| r.wait.is_some()) {
+            let (mut links, end) = self.follow(t);
+            if let End::Cycle(i) = end {
+                consider(self, links.split_off(i), &mut found);
+            }
+        }
+        if self.all_blocked(cx.report_timed) {
+            let mut waiting: Vec<ThreadId> =
+                self.threads.iter().filter(|(_, r)| r.wait.is_some()).map(|(&i, _)| i).collect();
+            waiting.sort_unstable();
+            for u in waiting {
+                let (mut links, end) = self.follow(u);
+                if let End::Cycle(i) = end {
+                    consider(self, links.split_off(i), &mut found);
+                }
+            }
+        }
+        if found.is_empty() {
+            return None;
+        }
+        // The cycle through `t` first (it was considered first if there is one).
+        let (rule, first) = found.remove(0);
+        let dl = Deadlock {
+            detected_by: t,
+            at_ns: cx.now,
+            rule,
+            threads: self.cycle_threads(&first),
+            other_cycles: found.iter().map(|(_, c)| self.cycle_threads(c)).collect(),
+        };
+        self.reported.extend(keys);
+        if cx.on(TRACE) {
+            let text = describe_deadlock(&dl);
+            let id = self.timeline.marker(text);
+            let lock = dl.threads[0].waits_for.id;
+            self.event(cx, t, EventKind::Deadlock, lock, id);
+        }
+        Some(dl)
+    }
+
+    // ----- inspection ----------------------------------------------------
+
+    fn wait_state(&self, now: u64, w: &WaitRec) -> WaitState {
+        let l = self.locks.get(&w.lock);
+        WaitState {
+            lock: self.lref(w.lock),
+            holder: l.and_then(|l| l.holder).map(|h| self.tref(h)),
+            holder_exited: l.and_then(|l| l.orphaned_by),
+            since_ns: w.since,
+            waited_ns: now.saturating_sub(w.since),
+            timed: w.timed,
+            episode: w.episode,
+        }
+    }
+
+    pub(crate) fn snapshot(&self, now: u64) -> Snapshot {
+        let mut threads: Vec<ThreadState> = self
+            .threads
+            .iter()
+            .map(|(&t, r)| ThreadState {
+                thread: self.tref(t),
+                held: self.held_of(t),
+                waiting: r.wait.as_ref().map(|w| self.wait_state(now, w)),
+            })
+            .collect();
+        threads.sort_by_key(|s| s.thread.ident);
+        Snapshot { taken_ns: now, threads }
+    }
+
+    pub(crate) fn wait_chains(&self) -> Vec<WaitChain> {
+        let mut waiting: Vec<ThreadId> =
+            self.threads.iter().filter(|(_, r)| r.wait.is_some()).map(|(&i, _)| i).collect();
+        waiting.sort_unstable();
+        waiting
+            .into_iter()
+            .map(|t| {
+                let (links, end) = self.follow(t);
+                let links = links
+                    .iter()
+                    .map(|k| {
+                        let w = self.threads[&k.thread].wait.expect("links wait");
+                        ChainLink {
+                            thread: self.tref(k.thread),
+                            lock: self.lref(k.lock),
+                            since_ns: w.since,
+                            timed: w.timed,
+                            holder: k.holder,
+                        }
+                    })
+                    .collect();
+                let end = match end {
+                    End::Running(h) => ChainEnd::Running(self.tref(h)),
+                    End::NoHolder => ChainEnd::NoHolder,
+                    End::HolderExited(h) => ChainEnd::HolderExited(h),
+                    End::Cycle(start) => ChainEnd::Cycle { start },
+                };
+                WaitChain { links, end }
+            })
+            .collect()
+    }
+
+    pub(crate) fn longest_waits(&self, now: u64, threshold_ns: u64) -> Vec<LongWait> {
+        let mut v: Vec<LongWait> = self
+            .threads
+            .iter()
+            .filter_map(|(&t, r)| {
+                let w = r.wait.as_ref()?;
+                (now.saturating_sub(w.since) >= threshold_ns)
+                    .then(|| LongWait { thread: self.tref(t), wait: self.wait_state(now, w) })
+            })
+            .collect();
+        v.sort_by(|a, b| b.wait.waited_ns.cmp(&a.wait.waited_ns).then(a.thread.ident.cmp(&b.thread.ident)));
+        v
+    }
+
+    pub(crate) fn stats(&self, top_sites: usize) -> Vec<ClassStats> {
+        let mut v: Vec<ClassStats> = self
+            .stats
+            .iter()
+            .map(|(&class, a)| {
+                let mut sites: Vec<SiteStats> = a.sites.values().cloned().collect();
+                sites.sort_by(|x, y| {
+                    y.total_wait_ns
+                        .cmp(&x.total_wait_ns)
+                        .then(y.acquisitions.cmp(&x.acquisitions))
+                        .then(y.total_hold_ns.cmp(&x.total_hold_ns))
+                        .then(x.site.cmp(&y.site))
+                });
+                sites.truncate(top_sites);
+                ClassStats {
+                    class,
+                    kind: a.kind.unwrap_or(LockKind::Lock),
+                    acquisitions: a.acquisitions,
+                    contended: a.contended,
+                    total_wait_ns: a.total_wait,
+                    max_wait_ns: a.max_wait,
+                    holds: a.holds,
+                    total_hold_ns: a.total_hold,
+                    max_hold_ns: a.max_hold,
+                    top_sites: sites,
+                }
+            })
+            .collect();
+        v.sort_by(|x, y| {
+            y.total_wait_ns.cmp(&x.total_wait_ns).then(y.acquisitions.cmp(&x.acquisitions)).then(x.class.cmp(&y.class))
+        });
+        v
+    }
+
+    pub(crate) fn reset_stats(&mut self) {
+        self.stats.clear();
+    }
+
+    /// Forget history (stats, timeline, order graph, reported cycles, pending
+    /// leaks); keep what is true now (threads, locks, holds, waits).
+    pub(crate) fn reset(&mut self) {
+        self.stats.clear();
+        self.timeline.clear();
+        self.order = OrderGraph::default();
+        for l in self.locks.values_mut() {
+            l.partners.clear();
+        }
+        self.reported.clear();
+        self.pending_leaks.clear();
+    }
+
+    pub(crate) fn trace_data(&self, now: u64) -> TraceData {
+        self.timeline.trace_data(now)
+    }
+
+    pub(crate) fn reset_after_fork(&mut self, surviving: ThreadId, native: u64) {
+        let mut me = self.threads.remove(&surviving).unwrap_or_else(|| ThreadRec::new(native, None, true));
+        me.native = native;
+        me.wait = None;
+        me.interrupted = None;
+        self.threads.clear();
+        self.waiting_timed = 0;
+        self.waiting_untimed = 0;
+        for l in self.locks.values_mut() {
+            if l.holder.is_some_and(|h| h != surviving) {
+                l.holder = None;
+                l.depth = 0;
+            }
+            l.orphaned_by = None;
+        }
+        me.held.retain(|id| self.locks.get(id).is_some_and(|l| l.holder == Some(surviving)));
+        self.threads.insert(surviving, me);
+        self.reported.clear();
+        self.pending_leaks.clear();
+        self.stats.clear();
+        self.timeline.clear();
+        self.timeline.names.clear();
+        self.record_name(surviving);
+    }
+}
+
+fn class_name(c: LockClass) -> String {
+    match c {
+        LockClass::Site(s) => super::site_name(s),
+        LockClass::Object(id) => format!("lock {id:#x}"),
+    }
+}
+
+fn thread_label(t: &ThreadRef) -> String {
+    match &t.name {
+        Some(n) => format!("{n} ({:#x})", t.ident),
+        None => format!("thread {:#x}", t.ident),
+    }
+}
+
+/// One line per edge, for timeline markers.
+pub(crate) fn describe_inversion(inv: &OrderInversion) -> String {
+    inv.edges
+        .iter()
+        .map(|e| {
+            format!(
+                "{} held {} (acquired at {}) then acquired {} at {}",
+                thread_label(&e.thread),
+                class_name(e.from),
+                super::site_name(e.held_site),
+                class_name(e.to),
+                super::site_name(e.acquire_site)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One clause per thread, for timeline markers.
+pub(crate) fn describe_deadlock(d: &Deadlock) -> String {
+    let n = d.threads.len();
+    d.threads
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let next = &d.threads[(i + 1) % n].thread;
+            format!(
+                "{} waits for {:?} {:#x} (created at {}) held by {}",
+                thread_label(&c.thread),
+                c.waits_for.kind,
+                c.waits_for.id,
+                super::site_name(c.waits_for.site),
+                thread_label(next)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,34 @@
+//! CPython 3.11 entry points that pyo3-ffi does not declare. Each one is
+//! exported by libpython 3.11 (checked with `nm -D`) and is what stock
+//! `_thread` itself calls, which is how we reproduce its behaviour exactly.
+
+use pyo3::ffi::PyObject;
+use std::os::raw::{c_char, c_int};
+
+extern "C" {
+    /// Report the current exception through `sys.unraisablehook` with
+    /// `err_msg = "Exception ignored " + msg` and `object = obj`.
+    pub fn _PyErr_WriteUnraisableMsg(err_msg: *const c_char, obj: *mut PyObject);
+    /// Generic attribute lookup using `dict` as the instance dict (for `_local`).
+    pub fn _PyObject_GenericGetAttrWithDict(
+        obj: *mut PyObject,
+        name: *mut PyObject,
+        dict: *mut PyObject,
+        suppress: c_int,
+    ) -> *mut PyObject;
+    /// Generic attribute store/delete (`value` NULL) using `dict` (for `_local`).
+    pub fn _PyObject_GenericSetAttrWithDict(
+        obj: *mut PyObject,
+        name: *mut PyObject,
+        value: *mut PyObject,
+        dict: *mut PyObject,
+    ) -> c_int;
+    /// Print an exception and traceback to `file` like the interpreter does.
+    pub fn _PyErr_Display(file: *mut PyObject, exc: *mut PyObject, value: *mut PyObject, tb: *mut PyObject);
+    /// `int` conversion used by Argument Clinic (`interrupt_main`).
+    pub fn _PyLong_AsInt(obj: *mut PyObject) -> c_int;
+    /// Raise an auditing event (variadic; formats as `Py_BuildValue`).
+    pub fn PySys_Audit(event: *const c_char, format: *const c_char, ...) -> c_int;
+    /// Whether the interpreter is finalizing.
+    pub fn _Py_IsFinalizing() -> c_int;
+}

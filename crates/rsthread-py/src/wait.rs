@@ -1,0 +1,64 @@
+//! The one interruptible, GIL-releasing wait shared by `lock` and `RLock`
+//! (CPython's `acquire_timed`).
+//!
+//! 1. Try without releasing the GIL (the caller already did).
+//! 2. Block with the GIL released, against an absolute deadline.
+//! 3. If a signal interrupted the wait, re-take the GIL and run the handlers
+//!    (`Py_MakePendingCalls`); if one raised, propagate it; otherwise go on
+//!    waiting for the time that is left.
+//!
+//! In the main thread (the only one that runs Python signal handlers) the
+//! sleep is cut into slices of at most [`MAIN_SLICE_NS`], so that a signal
+//! that lands just before the thread goes to sleep (or is delivered to
+//! another thread) is still handled promptly.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use rsthread_core::{Acquire, Deadline};
+
+use crate::args::UNSET_TIMEOUT;
+
+/// Longest uninterrupted sleep of the main thread.
+pub const MAIN_SLICE_NS: u64 = 50_000_000;
+
+
+/// Wait for `block` to succeed within `timeout_ns` (`UNSET_TIMEOUT`: forever;
+/// must not be 0: the caller handles "try once"). Returns `Ok(false)` on
+/// timeout and `Err` if a signal handler raised.
+pub fn acquire_timed<F>(py: Python<'_>, timeout_ns: i64, block: F) -> PyResult<bool>
+where
+    F: Fn(Option<Deadline>) -> Acquire + Sync,
+{
+    let deadline = if timeout_ns == UNSET_TIMEOUT {
+        None
+    } else {
+        Some(Deadline::after_ns(timeout_ns as u64))
+    };
+    let main = rsthread_core::ident::is_process_main();
+    loop {
+        let slice = if main {
+            let s = Deadline::after_ns(MAIN_SLICE_NS);
+            Some(deadline.map_or(s, |d| d.min(s)))
+        } else {
+            deadline
+        };
+        let r = py.detach(|| block(slice));
+        match r {
+            Acquire::Acquired => return Ok(true),
+            Acquire::TimedOut if slice == deadline => return Ok(false),
+            // A main-thread slice ended, or a signal interrupted the wait.
+            Acquire::TimedOut | Acquire::Interrupted => {
+                // SAFETY: attached (we hold `py`); runs signal handlers and
+                // pending calls, returning -1 with an exception set if one raised.
+                if unsafe { ffi::Py_MakePendingCalls() } < 0 {
+                    return Err(PyErr::fetch(py));
+                }
+                if let Some(d) = deadline {
+                    if d.passed() {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+"""Run CPython's own regression tests with rsthread installed as ``_thread``
+before anything imports ``threading``.
+
+    python tests/cpython/regrtest.py [--stock] [regrtest options] test_thread ...
+
+``--stock`` runs the same tests on stock ``_thread`` (for side-by-side counts).
+"""
+import sys
+
+if "threading" in sys.modules:
+    sys.exit("regrtest.py: threading was imported before rsthread could be installed "
+             "(run from a virtualenv without site hooks)")
+
+stock = "--stock" in sys.argv
+if stock:
+    sys.argv.remove("--stock")
+else:
+    import rsthread
+
+    rsthread.install()
+    if not rsthread.installed():
+        sys.exit("regrtest.py: rsthread.install() did not take effect")
+    import _thread
+    assert _thread is rsthread._thread
+
+from test.libregrtest.main import main  # noqa: E402
+
+main()
