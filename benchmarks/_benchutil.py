@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 
 
 def cpu_model() -> str:
@@ -76,3 +77,23 @@ def busy_warning(other: float | None) -> str | None:
         return (f"WARNING: other processes used {other:.0%} of the CPUs during this run; "
                 "figures are noisy")
     return None
+
+
+def _measure_main(argv: list[str]) -> int:
+    """``python _benchutil.py measure OUT.json -- CMD...``: run CMD, then write
+    its exit code and the other processes' CPU share during it to OUT.json."""
+    import json
+    import subprocess
+
+    if len(argv) < 4 or argv[0] != "measure" or argv[2] != "--":
+        print("usage: _benchutil.py measure OUT.json -- CMD...", file=sys.stderr)
+        return 2
+    load = OtherLoad()
+    rc = subprocess.call(argv[3:])
+    with open(argv[1], "w") as f:
+        json.dump({"rc": rc, "other_cpu_fraction": load.fraction()}, f)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(_measure_main(sys.argv[1:]))

@@ -7,7 +7,7 @@ figure the two are measured alternately, N times each, and the best
 
 Usage (from the repository root, with rsthread installed in the venv)::
 
-    .venv/bin/python benchmarks/bench_thread.py                # ~1.5-2 min on 2 cores
+    .venv/bin/python benchmarks/bench_thread.py                # ~70 s on 2 cores
     .venv/bin/python benchmarks/bench_thread.py --quick        # smoke run, a few seconds
     .venv/bin/python benchmarks/bench_thread.py -n 9 --json out.json
 

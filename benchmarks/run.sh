@@ -49,7 +49,7 @@ fi
 
 OUT=benchmarks/target/results
 mkdir -p "$OUT"
-rm -f "$OUT"/thread.json "$OUT"/stdlib.json
+rm -f "$OUT"/thread.json "$OUT"/stdlib.json "$OUT"/criterion-load.json
 STATUS=0
 PYARGS=()
 CRITARGS=()
@@ -73,13 +73,17 @@ echo "== bench_stdlib.py"
 if [ "${SKIP_CRITERION:-0}" != 1 ]; then
     echo "== cargo bench --bench locks"
     # A failing benchmark is reported, the others still run, and the script exits 1.
-    (cd benchmarks && cargo bench --bench locks -- "${CRITARGS[@]}") > "$OUT/criterion.txt" 2>&1 \
+    # Wrapped to record how much CPU other processes took meanwhile.
+    "$PY" benchmarks/_benchutil.py measure "$OUT/criterion-load.json" -- \
+        cargo bench --manifest-path benchmarks/Cargo.toml --bench locks -- "${CRITARGS[@]}" \
+        > "$OUT/criterion.txt" 2>&1 \
         || { tail -30 "$OUT/criterion.txt" >&2; echo "cargo bench failed, see $OUT/criterion.txt" >&2; STATUS=1; }
     grep -E '^[a-z_]+/|time:|thrpt:' "$OUT/criterion.txt" || true
 fi
 
 "$PY" benchmarks/summarize.py --thread "$OUT/thread.json" --stdlib "$OUT/stdlib.json" \
-    --criterion benchmarks/target/criterion --since "$START" --note "${NOTE:-}" \
+    --criterion benchmarks/target/criterion --criterion-load "$OUT/criterion-load.json" \
+    --since "$START" --note "${NOTE:-}" \
     --out benchmarks/RESULTS.md
 cat benchmarks/RESULTS.md
 exit "$STATUS"

@@ -19,18 +19,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from _benchutil import BUSY_THRESHOLD, cpu_model
+
 LOCKS = ["rsthread_core::RawLock", "parking_lot::RawMutex", "std::sync::Mutex<()>"]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def nproc() -> str:
@@ -52,13 +43,21 @@ def fmt(x, unit=""):
     return f"{x:.1f}"
 
 
+def load_note(other) -> str:
+    if other is None:
+        return "background load unknown"
+    note = f"other processes used {other:.0%} of the CPUs meanwhile"
+    if other > BUSY_THRESHOLD:
+        note += " (**noisy**)"
+    return note
+
+
 def thread_section(path: Path) -> list[str]:
     d = json.loads(path.read_text())
     m = d["meta"]
     out = ["## `_thread` micro-benchmarks (bench_thread.py)", ""]
     out.append(f"Best of {m['repeats']}, one interpreter, stock and rsthread alternated; "
-               f"load average {m['loadavg_start']} at start, {m['loadavg_end']} at end; "
-               f"{m['wall_s']} s.")
+               f"{m['wall_s']} s; {load_note(m.get('other_cpu_fraction'))}.")
     out.append("Ratio = rsthread / stock: below 1 is better for times, waits and sizes, "
                "above 1 is better for throughput.")
     out.append("")
@@ -80,8 +79,8 @@ def stdlib_section(path: Path) -> list[str]:
     m = d["meta"]
     out = ["## stdlib workloads (bench_stdlib.py)", ""]
     out.append(f"Each run in a fresh interpreter; best of {m['repeats']}, stock and rsthread "
-               f"alternated; load average {m['loadavg_start']} at start, {m['loadavg_end']} "
-               f"at end; {m['wall_s']} s. Ratio = rsthread / stock (below 1: rsthread faster).")
+               f"alternated; {m['wall_s']} s; {load_note(m.get('other_cpu_fraction'))}. "
+               "Ratio = rsthread / stock (below 1: rsthread faster).")
     out.append("")
     out.append("| workload | n | stock µs/op | rsthread µs/op | ratio |")
     out.append("|---|---:|---:|---:|---:|")
@@ -98,7 +97,7 @@ def stdlib_section(path: Path) -> list[str]:
     return out
 
 
-def criterion_section(root: Path, since: float) -> list[str]:
+def criterion_section(root: Path, since: float, load: Path | None) -> list[str]:
     rows: dict[str, dict[str, float]] = {}
     order: list[str] = []
     for bj in sorted(root.glob("**/new/benchmark.json")):
@@ -121,8 +120,12 @@ def criterion_section(root: Path, since: float) -> list[str]:
     if not rows:
         return ["## Rust core locks (criterion)", "", "(no criterion results found)"]
     out = ["## Rust core locks (criterion, benches/locks.rs)", ""]
+    other = None
+    if load and load.exists():
+        other = json.loads(load.read_text()).get("other_cpu_fraction")
     out.append("Median ns per lock/unlock pair (contended: per pair over all threads; "
-               "handoff: per round trip). Ratio = RawLock / other (below 1: RawLock faster).")
+               "handoff: per round trip). Ratio = RawLock / other (below 1: RawLock faster); "
+               f"{load_note(other)} (compile included).")
     out.append("")
     out.append("| benchmark | RawLock | parking_lot | std Mutex | RawLock/parking_lot | RawLock/std |")
     out.append("|---|---:|---:|---:|---:|---:|")
@@ -144,6 +147,7 @@ def main() -> int:
     ap.add_argument("--thread", type=Path)
     ap.add_argument("--stdlib", type=Path)
     ap.add_argument("--criterion", type=Path)
+    ap.add_argument("--criterion-load", type=Path, help="JSON from `_benchutil.py measure`")
     ap.add_argument("--since", type=float, default=0.0)
     ap.add_argument("--note", default="", help="free text added under the header")
     ap.add_argument("--out", type=Path, required=True)
@@ -166,7 +170,7 @@ def main() -> int:
         elif path:
             lines += ["", f"## {title}", "", f"No results: {title} failed before writing {path}."]
     if a.criterion and a.criterion.exists():
-        lines += [""] + criterion_section(a.criterion, a.since)
+        lines += [""] + criterion_section(a.criterion, a.since, a.criterion_load)
     lines.append("")
     a.out.write_text("\n".join(lines))
     print(f"wrote {a.out}")

@@ -136,44 +136,62 @@ fn uncontended<L: BenchLock>(c: &mut Criterion) {
 }
 
 /// `threads` threads each doing `ops` lock/unlock pairs; returns the wall time
-/// from the moment all threads are released until the last one finishes.
+/// from the first thread starting its loop to the last one finishing it.
+///
+/// Each worker takes its own start and end time: on a loaded 2-core machine
+/// the coordinating thread may be scheduled late after the start barrier, so
+/// timing from it would miss part of the work.
 fn contended_run<L: BenchLock>(threads: usize, ops: u64) -> Duration {
-    let shared = Arc::new(Guarded { lock: L::create(), value: UnsafeCell::new(0) });
-    let start = Arc::new(Barrier::new(threads + 1));
+    let shared = Arc::new(Guarded {
+        lock: L::create(),
+        value: UnsafeCell::new(0),
+    });
+    let start = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let (shared, start) = (shared.clone(), start.clone());
             std::thread::spawn(move || {
                 start.wait();
+                let t0 = Instant::now();
                 for _ in 0..ops {
                     shared.lock.with(|| {
                         // SAFETY: under the lock.
                         unsafe { *shared.value.get() += 1 };
                     });
                 }
+                (t0, Instant::now())
             })
         })
         .collect();
-    start.wait();
-    let t0 = Instant::now();
-    for h in handles {
-        h.join().unwrap();
-    }
-    let elapsed = t0.elapsed();
+    let spans: Vec<(Instant, Instant)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let first = spans.iter().map(|s| s.0).min().unwrap();
+    let last = spans.iter().map(|s| s.1).max().unwrap();
     // SAFETY: all threads joined.
-    assert_eq!(unsafe { *shared.value.get() }, threads as u64 * ops, "lost update");
-    elapsed
+    assert_eq!(
+        unsafe { *shared.value.get() },
+        threads as u64 * ops,
+        "lost update"
+    );
+    last - first
 }
 
 fn contended<L: BenchLock>(c: &mut Criterion) {
     let mut g = c.benchmark_group("contended");
     for threads in [2usize, 4, 8] {
-        g.throughput(Throughput::Elements(threads as u64 * CONTENDED_OPS_PER_THREAD));
-        g.bench_with_input(BenchmarkId::new(L::NAME, threads), &threads, |b, &threads| {
-            b.iter_custom(|iters| {
-                (0..iters).map(|_| contended_run::<L>(threads, CONTENDED_OPS_PER_THREAD)).sum()
-            })
-        });
+        g.throughput(Throughput::Elements(
+            threads as u64 * CONTENDED_OPS_PER_THREAD,
+        ));
+        g.bench_with_input(
+            BenchmarkId::new(L::NAME, threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| contended_run::<L>(threads, CONTENDED_OPS_PER_THREAD))
+                        .sum()
+                })
+            },
+        );
     }
     g.finish();
 }
@@ -187,20 +205,31 @@ fn handoff_turn<L: BenchLock>(c: &mut Criterion) {
         b.iter_custom(|rounds| {
             let shared = Arc::new((L::create(), AtomicU32::new(0)));
             let start = Arc::new(Barrier::new(2));
-            let take_turn = |shared: &(L, AtomicU32), me: u32| loop {
-                // Relaxed: the lock orders every access to the flag.
-                let mine = shared.0.with(|| {
-                    if shared.1.load(Ordering::Relaxed) == me {
-                        shared.1.store(1 - me, Ordering::Relaxed);
-                        true
-                    } else {
-                        false
+            let take_turn = |shared: &(L, AtomicU32), me: u32| {
+                let mut spins = 0u32;
+                loop {
+                    // Relaxed: the lock orders every access to the flag.
+                    let mine = shared.0.with(|| {
+                        if shared.1.load(Ordering::Relaxed) == me {
+                            shared.1.store(1 - me, Ordering::Relaxed);
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                    if mine {
+                        break;
                     }
-                });
-                if mine {
-                    break;
+                    // Poll politely: spin a little, then let the other thread
+                    // run (with 2 cores and other load, pure spinning can burn
+                    // whole time slices while the turn-holder is descheduled).
+                    spins += 1;
+                    if spins % 64 == 0 {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
                 }
-                std::hint::spin_loop();
             };
             let other = {
                 let (shared, start) = (shared.clone(), start.clone());
@@ -240,7 +269,7 @@ fn handoff_release_by_other<L: CrossRelease>(c: &mut Criterion) {
                     start.wait();
                     for _ in 0..rounds {
                         locks.0.acquire(); // wait for ping
-                        // SAFETY: `pong` is held (by the main thread's acquire or the start).
+                                           // SAFETY: `pong` is held (by the main thread's acquire or the start).
                         unsafe { locks.1.release() }; // send pong
                     }
                 })

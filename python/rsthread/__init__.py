@@ -6,7 +6,14 @@ on it: ``queue``, ``concurrent.futures``, ``logging``...) run on it.
 """
 from __future__ import annotations
 
-from . import _thread
-from ._install import install, installed
+import os as _os
 
-__all__ = ["install", "installed", "_thread"]
+from . import _thread
+from . import diagnostics
+from ._install import install, installed
+from .diagnostics import DeadlockError
+
+__all__ = ["install", "installed", "_thread", "diagnostics", "DeadlockError"]
+
+if _os.environ.get(diagnostics.ENV_VAR):
+    diagnostics.configure_from_env()

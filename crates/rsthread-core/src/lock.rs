@@ -30,7 +30,7 @@ const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
 
 /// How many times a contended acquire spins (loads only) before sleeping.
-const SPIN_LIMIT: u32 = 100;
+const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 
 /// The outcome of a blocking or timed acquire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

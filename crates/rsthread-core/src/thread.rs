@@ -77,3 +77,49 @@ mod tests {
         assert_eq!(set_stack_size(prev).unwrap(), 1 << 20);
     }
 }
+
+/// The entry point of a thread started by [`spawn_raw`].
+pub type RawStart = extern "C-unwind" fn(*mut std::ffi::c_void) -> *mut std::ffi::c_void;
+
+/// Start a detached POSIX thread running `start(arg)` with the configured
+/// stack size (0: the platform default, exactly what `pthread_create` picks,
+/// like CPython); returns its ident (`pthread_self()` in it).
+///
+/// Unlike [`spawn`] there is no Rust frame (no `catch_unwind`, no thread
+/// bookkeeping) between glibc's `start_thread` and `start`. That matters for
+/// threads that run Python: CPython < 3.14 may end a thread with
+/// `pthread_exit` when it tries to take the GIL during finalization, and
+/// that forced unwind must not meet Rust landing pads.
+///
+/// # Safety
+/// `start` must be safe to call with `arg` on another thread, must take
+/// ownership of whatever `arg` points to, and must not keep values with
+/// destructors alive across calls that may call `pthread_exit`. If this
+/// returns `Err`, `start` was not called and `arg` is still the caller's.
+pub unsafe fn spawn_raw(start: RawStart, arg: *mut std::ffi::c_void) -> std::io::Result<u64> {
+    // SAFETY (whole block): `attr` is initialised before use and destroyed
+    // on every path; pthread_create gets a valid attr, entry point and arg.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let rc = libc::pthread_attr_init(&mut attr);
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        let size = stack_size();
+        let mut rc = if size != 0 { libc::pthread_attr_setstacksize(&mut attr, size) } else { 0 };
+        if rc == 0 {
+            rc = libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        }
+        let mut tid: libc::pthread_t = 0;
+        if rc == 0 {
+            // The C-unwind fn pointer has the ABI pthread_create expects.
+            let f: extern "C" fn(*mut std::ffi::c_void) -> *mut std::ffi::c_void = std::mem::transmute(start);
+            rc = libc::pthread_create(&mut tid, &attr, f, arg);
+        }
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        Ok(tid as u64)
+    }
+}

@@ -80,8 +80,10 @@ pub fn parse_acquire(
     }
     let nkw = kwargs.map_or(0, |k| k.len());
     if nargs + nkw > 2 {
+        // getargs says "keyword arguments" when none were positional.
+        let kind = if nargs == 0 { "keyword " } else { "" };
         return Err(PyTypeError::new_err(format!(
-            "acquire() takes at most 2 arguments ({} given)",
+            "acquire() takes at most 2 {kind}arguments ({} given)",
             nargs + nkw
         )));
     }

@@ -55,10 +55,23 @@ fn check(py: Python<'_>, r: std::os::raw::c_int) -> PyResult<()> {
 ///
 /// Handle uncaught Thread.run() exception.
 #[pyfunction]
-#[pyo3(name = "_excepthook", text_signature = None)]
-pub fn excepthook(py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<()> {
+#[pyo3(name = "_excepthook", signature = (*argv, **kwargs), text_signature = None)]
+pub fn excepthook(
+    py: Python<'_>,
+    argv: &Bound<'_, pyo3::types::PyTuple>,
+    kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<()> {
+    // Stock is METH_O: exactly one positional argument.
+    crate::args::no_keywords("_thread._excepthook", kwargs)?;
+    if argv.len() != 1 {
+        return Err(PyTypeError::new_err(format!(
+            "_thread._excepthook() takes exactly one argument ({} given)",
+            argv.len()
+        )));
+    }
+    let args = &argv.get_item(0)?;
     if !args.get_type().is(hook_args_type(py)?) {
-        return Err(PyTypeError::new_err("_thread._excepthook argument type must be ExceptHookArgs"));
+        return Err(PyTypeError::new_err("_thread.excepthook argument type must be ExceptHookArgs"));
     }
     let exc_type = args.get_item(0)?;
     if exc_type.is(py.get_type::<pyo3::exceptions::PySystemExit>()) {

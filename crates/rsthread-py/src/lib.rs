@@ -7,6 +7,7 @@
 
 mod args;
 mod capi;
+mod diag;
 mod errors;
 mod excepthook;
 mod local;
@@ -22,8 +23,9 @@ use pyo3::prelude::*;
 /// Create a new lock object. See help(type(threading.Lock())) for
 /// information about locks.
 #[pyfunction]
-fn allocate_lock() -> lock::PyLock {
-    lock::PyLock::new_unlocked()
+#[pyo3(text_signature = None)]
+fn allocate_lock(py: Python<'_>) -> lock::PyLock {
+    new_lock(py)
 }
 
 /// allocate_lock() -> lock object
@@ -32,8 +34,19 @@ fn allocate_lock() -> lock::PyLock {
 /// Create a new lock object. See help(type(threading.Lock())) for
 /// information about locks.
 #[pyfunction]
-fn allocate() -> lock::PyLock {
-    lock::PyLock::new_unlocked()
+#[pyo3(text_signature = None)]
+fn allocate(py: Python<'_>) -> lock::PyLock {
+    new_lock(py)
+}
+
+/// A new lock, registered with diagnostics when they are on.
+#[inline]
+fn new_lock(py: Python<'_>) -> lock::PyLock {
+    let l = lock::PyLock::new_unlocked();
+    if rsthread_core::diag::flags() != 0 {
+        diag::lock_created(py, &l.diag, rsthread_core::diag::LockKind::Lock);
+    }
+    l
 }
 
 /// This module provides primitive operations to write multi-threaded programs.
@@ -43,6 +56,7 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("error", py.get_type::<pyo3::exceptions::PyRuntimeError>())?;
     m.add_class::<lock::PyLock>()?;
+    lock::PyLock::disallow_instantiation(py)?;
     m.add("LockType", py.get_type::<lock::PyLock>())?;
     m.add_class::<lock::PyRLock>()?;
     m.add_class::<local::PyLocal>()?;
@@ -51,9 +65,9 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(allocate_lock, m)?)?;
     m.add_function(wrap_pyfunction!(allocate, m)?)?;
     m.add_function(wrap_pyfunction!(thread::start_new_thread, m)?)?;
-    m.add("start_new", m.getattr("start_new_thread")?)?;
+    m.add_function(wrap_pyfunction!(thread::start_new, m)?)?;
     m.add_function(wrap_pyfunction!(thread::exit, m)?)?;
-    m.add("exit_thread", m.getattr("exit")?)?;
+    m.add_function(wrap_pyfunction!(thread::exit_thread, m)?)?;
     m.add_function(wrap_pyfunction!(thread::get_ident, m)?)?;
     m.add_function(wrap_pyfunction!(thread::get_native_id, m)?)?;
     m.add_function(wrap_pyfunction!(thread::_count, m)?)?;
@@ -65,11 +79,12 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Functions report `__module__ == "_thread"` like stock's (threading's
     // `__all__` check and pickling by name rely on it).
     for name in [
-        "allocate_lock", "allocate", "start_new_thread", "exit", "get_ident", "get_native_id",
+        "allocate_lock", "allocate", "start_new_thread", "start_new", "exit", "exit_thread", "get_ident", "get_native_id",
         "_count", "_set_sentinel", "stack_size", "interrupt_main", "_excepthook",
     ] {
         m.getattr(name)?.setattr("__module__", "_thread")?;
     }
+    diag::register(py)?;
     // Stock `_thread` has neither a `lock` attribute (only `LockType`) nor `__all__`.
     m.delattr("lock")?;
     if m.hasattr("__all__")? {

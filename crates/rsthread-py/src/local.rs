@@ -35,6 +35,11 @@ fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+thread_local! {
+    /// The AttributeError raised by the last failed `__getattribute__` in this thread.
+    static LAST_ATTR_ERROR: std::cell::RefCell<Option<PyErr>> = const { std::cell::RefCell::new(None) };
+}
+
 const TOKEN_KEY: &str = "_rsthread_local_token";
 
 /// One per thread, kept in the thread-state dict.
@@ -84,6 +89,9 @@ fn current_token<'py>(py: Python<'py>) -> PyResult<Bound<'py, LocalToken>> {
 }
 
 struct LocalState {
+    /// Token id of the thread that constructed the local: `__init__` already
+    /// ran there (called by the type), so its dict must not re-run it.
+    creator: u64,
     args: Option<Py<PyTuple>>,
     kwargs: Option<Py<PyDict>>,
     dicts: HashMap<u64, Py<PyDict>>,
@@ -120,7 +128,8 @@ impl PyLocal {
             return Ok(d.bind(py).clone());
         }
         let d = Self::create_dict(slf, &token)?;
-        if overrides_init(slf.as_any()) {
+        let creator = slf.get().lock().creator;
+        if id != creator && overrides_init(slf.as_any()) {
             let (args, kwargs) = {
                 let st = slf.get().lock();
                 (st.args.as_ref().map(|a| a.clone_ref(py)), st.kwargs.as_ref().map(|k| k.clone_ref(py)))
@@ -175,8 +184,10 @@ impl PyLocal {
         if plain_init && (!args.is_empty() || kwargs.is_some_and(|k| !k.is_empty())) {
             return Err(PyTypeError::new_err("Initialization arguments are not supported"));
         }
+        let creator = current_token(cls.py())?.get().id;
         Ok(PyLocal {
             state: Mutex::new(LocalState {
+                creator,
                 args: Some(args.clone().unbind()),
                 kwargs: kwargs.map(|k| k.clone().unbind()),
                 dicts: HashMap::new(),
@@ -199,10 +210,24 @@ impl PyLocal {
         // reference or NULL with an exception set.
         let r = unsafe { capi::_PyObject_GenericGetAttrWithDict(slf.as_ptr(), name.as_ptr(), ldict.as_ptr(), 0) };
         if r.is_null() {
-            return Err(PyErr::fetch(py));
+            let e = PyErr::fetch(py);
+            if e.is_instance_of::<PyAttributeError>(py) {
+                // PyO3 routes an AttributeError from __getattribute__ to
+                // __getattr__; keep the original (exact message, name/obj
+                // context) for it to re-raise.
+                LAST_ATTR_ERROR.with(|c| *c.borrow_mut() = Some(e.clone_ref(py)));
+            }
+            return Err(e);
         }
         // SAFETY: `r` is a new, non-NULL reference.
         Ok(unsafe { Bound::from_owned_ptr(py, r) }.unbind())
+    }
+
+    fn __getattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let _ = slf;
+        Err(LAST_ATTR_ERROR
+            .with(|c| c.borrow_mut().take())
+            .unwrap_or_else(|| PyAttributeError::new_err((name.clone().unbind(),))))
     }
 
     fn __setattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {

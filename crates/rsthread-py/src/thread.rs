@@ -26,45 +26,77 @@ thread_local! {
     static SENTINEL: RefCell<Option<Py<PyLock>>> = const { RefCell::new(None) };
 }
 
-/// Released when the thread ends: what `start_new_thread` moves into the thread.
-struct Boot {
-    func: Py<PyAny>,
-    args: Py<PyTuple>,
-    kwargs: Option<Py<PyDict>>,
+/// What `start_new_thread` hands to the new thread: three owned references,
+/// kept as raw pointers so that no Rust value with a destructor is alive
+/// while Python code runs (see `thread_start`).
+#[derive(Clone, Copy)]
+struct RawBoot {
+    func: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    /// NULL when no kwargs were given.
+    kwargs: *mut ffi::PyObject,
 }
 
-fn run_thread(boot: Boot) {
+/// Entry point of every thread started by `start_new_thread`.
+///
+/// Written against the C API on purpose: CPython 3.11 ends a thread that
+/// tries to take the GIL during finalization with `pthread_exit`, whose
+/// forced unwind would run Rust destructors (PyO3's attach guard) in a thread
+/// that no longer holds the GIL and abort the process. Here nothing between
+/// glibc's `start_thread` and the Python calls has a destructor, so such a
+/// thread just ends, as it does with stock `_thread`.
+extern "C-unwind" fn thread_start(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
+    // SAFETY: `arg` is the Box<RawBoot> leaked by `start_impl` for this thread only.
+    let boot: RawBoot = unsafe { *Box::from_raw(arg.cast::<RawBoot>()) };
     OURS.with(|o| o.set(true));
-    let mut boot = Some(boot);
-    // try_attach: never attach to a finalizing interpreter (the thread just ends).
-    let ran = Python::try_attach(|py| {
-        let Boot { func, args, kwargs } = boot.take().expect("boot taken once");
-        let r = func.bind(py).call(args.bind(py), kwargs.as_ref().map(|k| k.bind(py)));
-        if let Err(e) = r {
-            if !e.is_instance_of::<PySystemExit>(py) {
-                e.restore(py);
-                // SAFETY: attached, an exception is set (just restored), `func` is alive.
-                unsafe { capi::_PyErr_WriteUnraisableMsg(c"in thread started by".as_ptr(), func.as_ptr()) };
+    // SAFETY (block): every pointer in `boot` is an owned reference; the GIL
+    // is held between Ensure and Release; each call is used per its C-API
+    // contract (NULL return means an exception is set).
+    unsafe {
+        if capi::_Py_IsFinalizing() != 0 {
+            // Too late to run or even release Python objects: leak them, like stock.
+            COUNT.fetch_sub(1, Ordering::Relaxed);
+            return std::ptr::null_mut();
+        }
+        let g = ffi::PyGILState_Ensure();
+        if rsthread_core::diag::flags() != 0 {
+            let py = Python::assume_attached();
+            crate::diag::thread_begin(py, Bound::from_borrowed_ptr(py, boot.func).as_any());
+        }
+        let r = ffi::PyObject_Call(boot.func, boot.args, boot.kwargs);
+        if r.is_null() {
+            if ffi::PyErr_ExceptionMatches(ffi::PyExc_SystemExit) != 0 {
+                ffi::PyErr_Clear();
+            } else {
+                capi::_PyErr_WriteUnraisableMsg(c"in thread started by".as_ptr(), boot.func);
             }
+        } else {
+            ffi::Py_DECREF(r);
+        }
+        if rsthread_core::diag::flags() != 0 {
+            crate::diag::thread_end(Python::assume_attached());
         }
         // Stock order: drop function and arguments, then decrement _count,
-        // then (leaving attach) clear and delete the thread state.
-        drop((func, args, kwargs));
+        // then clear and delete the thread state (PyGILState_Release of the
+        // last level does both), then release the sentinel.
+        ffi::Py_DECREF(boot.func);
+        ffi::Py_DECREF(boot.args);
+        ffi::Py_XDECREF(boot.kwargs);
         // Relaxed: a counter read for information only.
         COUNT.fetch_sub(1, Ordering::Relaxed);
-    });
-    if ran.is_none() {
-        // The interpreter is finalizing: the objects cannot be released safely.
-        std::mem::forget(boot.take());
-        COUNT.fetch_sub(1, Ordering::Relaxed);
+        ffi::PyGILState_Release(g);
     }
     release_own_sentinel();
+    std::ptr::null_mut()
 }
 
 /// After the thread state is gone: release this thread's `_set_sentinel` lock.
 fn release_own_sentinel() {
     if let Some(lock) = SENTINEL.with(|s| s.borrow_mut().take()) {
         // `get` needs no GIL (frozen, Sync); the lock is an atomic word.
+        if rsthread_core::diag::flags() != 0 {
+            crate::diag::sentinel_release(lock.get());
+        }
         let _ = lock.get().raw.release();
         // Dropping without the GIL defers the decref to PyO3's pool, or leaks
         // it when the interpreter is gone, which is harmless at exit.
@@ -82,13 +114,41 @@ fn release_own_sentinel() {
 /// when the function raises an unhandled exception; a stack trace will be
 /// printed unless the exception is SystemExit.
 #[pyfunction]
-#[pyo3(signature = (*args, **kwargs))]
+#[pyo3(signature = (*args, **kwargs), text_signature = None)]
 pub fn start_new_thread(
     py: Python<'_>,
     args: &Bound<'_, PyTuple>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<u64> {
-    no_keywords("start_new_thread", kwargs)?;
+    start_impl("start_new_thread", py, args, kwargs)
+}
+
+/// start_new_thread(function, args[, kwargs])
+/// (start_new() is an obsolete synonym)
+///
+/// Start a new thread and return its identifier.  The thread will call the
+/// function with positional arguments from the tuple args and keyword arguments
+/// taken from the optional dictionary kwargs.  The thread exits when the
+/// function returns; the return value is ignored.  The thread will also exit
+/// when the function raises an unhandled exception; a stack trace will be
+/// printed unless the exception is SystemExit.
+#[pyfunction]
+#[pyo3(signature = (*args, **kwargs), text_signature = None)]
+pub fn start_new(
+    py: Python<'_>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<u64> {
+    start_impl("start_new", py, args, kwargs)
+}
+
+fn start_impl(
+    name: &str,
+    py: Python<'_>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<u64> {
+    no_keywords(name, kwargs)?;
     let n = args.len();
     if n < 2 {
         return Err(PyTypeError::new_err(format!("start_new_thread expected at least 2 arguments, got {n}")));
@@ -127,13 +187,37 @@ pub fn start_new_thread(
     {
         return Err(PyErr::fetch(py));
     }
-    let boot = Boot { func: func.unbind(), args: fargs.unbind(), kwargs: kw.map(|k| k.unbind()) };
+    let func_for_diag = func.clone();
+    let boot = Box::new(RawBoot {
+        func: func.unbind().into_ptr(),
+        args: fargs.unbind().into_ptr(),
+        kwargs: kw.map_or(std::ptr::null_mut(), |k| k.unbind().into_ptr()),
+    });
     // Relaxed: informational counter (see `_count`).
     COUNT.fetch_add(1, Ordering::Relaxed);
-    match core_thread::spawn(move || run_thread(boot)) {
-        Ok(id) => Ok(id),
+    let arg = Box::into_raw(boot).cast::<std::ffi::c_void>();
+    // SAFETY: `thread_start` takes ownership of `arg` and keeps no value with
+    // a destructor alive across Python calls; on error it was not started.
+    match unsafe { core_thread::spawn_raw(thread_start, arg) } {
+        Ok(id) => {
+            if rsthread_core::diag::flags() != 0 {
+                // Known before this call returns (the new thread needs the
+                // GIL we hold to start), so "every thread is blocked" never
+                // misses a thread that is about to run.
+                crate::diag::thread_spawned(py, id, &func_for_diag);
+            }
+            Ok(id)
+        }
         Err(_) => {
             COUNT.fetch_sub(1, Ordering::Relaxed);
+            // SAFETY: the thread was not started, so `arg` is still ours.
+            let boot = unsafe { Box::from_raw(arg.cast::<RawBoot>()) };
+            // SAFETY: attached; these are the owned references made above.
+            unsafe {
+                ffi::Py_DECREF(boot.func);
+                ffi::Py_DECREF(boot.args);
+                ffi::Py_XDECREF(boot.kwargs);
+            }
             Err(errors::cant_start_thread())
         }
     }
@@ -145,7 +229,19 @@ pub fn start_new_thread(
 /// This is synonymous to ``raise SystemExit''.  It will cause the current
 /// thread to exit silently unless the exception is caught.
 #[pyfunction]
+#[pyo3(text_signature = None)]
 pub fn exit() -> PyResult<()> {
+    Err(PySystemExit::new_err(()))
+}
+
+/// exit()
+/// (exit_thread() is an obsolete synonym)
+///
+/// This is synonymous to ``raise SystemExit''.  It will cause the current
+/// thread to exit silently unless the exception is caught.
+#[pyfunction]
+#[pyo3(text_signature = None)]
+pub fn exit_thread() -> PyResult<()> {
     Err(PySystemExit::new_err(()))
 }
 
@@ -159,6 +255,7 @@ pub fn exit() -> PyResult<()> {
 /// be relied upon, and the number should be seen purely as a magic cookie.
 /// A thread's identity may be reused for another thread after it exits.
 #[pyfunction]
+#[pyo3(text_signature = None)]
 pub fn get_ident() -> u64 {
     ident::current()
 }
@@ -169,6 +266,7 @@ pub fn get_ident() -> u64 {
 /// by the OS (kernel). This may be used to uniquely identify a
 /// particular thread within a system.
 #[pyfunction]
+#[pyo3(text_signature = None)]
 pub fn get_native_id() -> u64 {
     ident::native()
 }
@@ -183,6 +281,7 @@ pub fn get_native_id() -> u64 {
 /// This function is meant for internal and specialized purposes only.
 /// In most applications `threading.enumerate()` should be used instead.
 #[pyfunction]
+#[pyo3(text_signature = None)]
 pub fn _count() -> usize {
     // Relaxed: a snapshot.
     COUNT.load(Ordering::Relaxed)
@@ -214,10 +313,15 @@ const SENTINEL_KEY: &str = "_rsthread_sentinel";
 ///
 /// This is a private API for the threading module.
 #[pyfunction]
+#[pyo3(text_signature = None)]
 pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
     // Returned unlocked: `threading` acquires it itself; it is released at
     // thread-state destruction only if it is then locked.
-    let lock = Py::new(py, PyLock::new_unlocked())?;
+    let lock = PyLock::new_unlocked();
+    if rsthread_core::diag::flags() != 0 {
+        crate::diag::sentinel_created(py, &lock);
+    }
+    let lock = Py::new(py, lock)?;
     if OURS.with(|o| o.get()) {
         // Replaces (without releasing) a sentinel set before a fork, like stock.
         SENTINEL.with(|s| *s.borrow_mut() = Some(lock.clone_ref(py)));
@@ -259,7 +363,7 @@ pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
 /// (4 KiB pages are common; using multiples of 4096 for the stack size is
 /// the suggested approach in the absence of more specific information).
 #[pyfunction]
-#[pyo3(signature = (*args, **kwargs))]
+#[pyo3(signature = (*args, **kwargs), text_signature = None)]
 pub fn stack_size(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<usize> {
     no_keywords("stack_size", kwargs)?;
     let mut size: ffi::Py_ssize_t = 0;
@@ -273,8 +377,7 @@ pub fn stack_size(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bou
     core_thread::set_stack_size(size as usize).map_err(errors::stack_size)
 }
 
-/// interrupt_main($module, signum=signal.SIGINT, /)
-/// --
+/// interrupt_main(signum=signal.SIGINT, /)
 ///
 /// Simulate the arrival of the given signal in the main thread,
 /// where the corresponding signal handler will be executed.
@@ -283,26 +386,15 @@ pub fn stack_size(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bou
 ///
 /// Note: the default signal handler for SIGINT raises ``KeyboardInterrupt``.
 #[pyfunction]
-#[pyo3(signature = (*args, **kwargs))]
+#[pyo3(signature = (*args, **kwargs), text_signature = None)]
 pub fn interrupt_main(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
     no_keywords("interrupt_main", kwargs)?;
-    let n = args.len();
-    if n > 1 {
-        return Err(PyTypeError::new_err(format!("interrupt_main expected at most 1 argument, got {n}")));
+    let mut signum: std::os::raw::c_int = libc::SIGINT;
+    // SAFETY: "|i" writes one C int through the pointer; `args` is a tuple.
+    // (Stock parses with this very format, hence its "signum()" messages.)
+    if unsafe { ffi::PyArg_ParseTuple(args.as_ptr(), c"|i:signum".as_ptr(), &mut signum as *mut std::os::raw::c_int) } == 0 {
+        return Err(PyErr::fetch(py));
     }
-    let signum = if n == 1 {
-        let a = args.get_item(0)?;
-        // SAFETY: attached, valid object; -1 with an exception set on error.
-        let v = unsafe { capi::_PyLong_AsInt(a.as_ptr()) };
-        if v == -1 {
-            if let Some(e) = PyErr::take(py) {
-                return Err(e);
-            }
-        }
-        v
-    } else {
-        libc::SIGINT
-    };
     // SAFETY: attached; returns nonzero for a signal number out of range.
     if unsafe { ffi::PyErr_SetInterruptEx(signum) } != 0 {
         return Err(PyValueError::new_err("signal number out of range"));

@@ -29,6 +29,28 @@ pub fn acquire_timed<F>(py: Python<'_>, timeout_ns: i64, block: F) -> PyResult<b
 where
     F: Fn(Option<Deadline>) -> Acquire + Sync,
 {
+    acquire_timed_with(py, timeout_ns, block, make_pending_calls)
+}
+
+/// Run signal handlers and pending calls (attached); `Err` if one raised.
+pub fn make_pending_calls(py: Python<'_>) -> PyResult<()> {
+    // SAFETY: attached (we hold `py`); runs signal handlers and pending
+    // calls, returning -1 with an exception set if one raised.
+    if unsafe { ffi::Py_MakePendingCalls() } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(())
+}
+
+/// [`acquire_timed`] with `pending` run instead of [`make_pending_calls`]
+/// whenever a sleep ends without the lock (the diagnostics path wraps it to
+/// keep its wait record right when a signal handler takes locks).
+#[inline]
+pub fn acquire_timed_with<F, P>(py: Python<'_>, timeout_ns: i64, block: F, mut pending: P) -> PyResult<bool>
+where
+    F: Fn(Option<Deadline>) -> Acquire + Sync,
+    P: FnMut(Python<'_>) -> PyResult<()>,
+{
     let deadline = if timeout_ns == UNSET_TIMEOUT {
         None
     } else {
@@ -48,11 +70,7 @@ where
             Acquire::TimedOut if slice == deadline => return Ok(false),
             // A main-thread slice ended, or a signal interrupted the wait.
             Acquire::TimedOut | Acquire::Interrupted => {
-                // SAFETY: attached (we hold `py`); runs signal handlers and
-                // pending calls, returning -1 with an exception set if one raised.
-                if unsafe { ffi::Py_MakePendingCalls() } < 0 {
-                    return Err(PyErr::fetch(py));
-                }
+                pending(py)?;
                 if let Some(d) = deadline {
                     if d.passed() {
                         return Ok(false);

@@ -1,0 +1,799 @@
+//! The diagnostics path of the binding: feeds `rsthread_core::diag` from
+//! lock and thread operations, and exposes it to Python as the private
+//! module `rsthread._diag` (put in `sys.modules` only, so `_thread` keeps
+//! exactly stock's attributes). `rsthread.diagnostics` is the public API.
+//!
+//! The lock fast paths check [`diag::flags`] once (one Relaxed load) and
+//! come here only when it is non-zero. Lock ids are a process-wide counter
+//! kept in the lock object (0: never seen by diagnostics), assigned at
+//! creation when diagnostics are on, lazily otherwise (such a lock has an
+//! unknown site). Sites (`"file:line in func"`) are the first Python frame
+//! outside `threading.py`, `queue.py` and `concurrent/` (a few levels up at
+//! most), cached per code object and line.
+//!
+//! Reports are formatted in Python (`rsthread.diagnostics._report_*`), with
+//! the GIL held, so they can include every thread's traceback.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList};
+use rsthread_core::diag::{
+    self, ChainEnd, ClassStats, CycleThread, Deadlock, DeadlockMode, DeadlockRule, HeldLock, Leak, LockClass,
+    LockId, LockKind, LockRef, OrderInversion, SiteId, Snapshot, ThreadRef, WaitChain, WaitState, UNKNOWN_SITE,
+};
+use rsthread_core::{ident, timeout::monotonic_ns, Acquire, Deadline};
+
+use crate::args::UNSET_TIMEOUT;
+use crate::errors;
+use crate::lock::{PyLock, PyRLock};
+use crate::wait::{acquire_timed_with, make_pending_calls};
+
+/// Next lock id (0 means "none yet").
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Acquires and releases this thread reported: lets a wait notice that a
+    /// signal handler run in the middle of it took or released locks.
+    static OPS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump_ops() {
+    OPS.with(|c| c.set(c.get().wrapping_add(1)));
+}
+
+fn ops() -> u64 {
+    OPS.with(|c| c.get())
+}
+
+/// The id stored in `slot`, assigning one now if it has none.
+pub(crate) fn id_of(slot: &AtomicU64) -> LockId {
+    // Relaxed: the id is only an identity; the CAS makes it unique.
+    let v = slot.load(Ordering::Relaxed);
+    if v != 0 {
+        return v;
+    }
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    match slot.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => n,
+        Err(v) => v,
+    }
+}
+
+/// Register a lock object just created (diagnostics on): id and site.
+pub(crate) fn lock_created(py: Python<'_>, slot: &AtomicU64, kind: LockKind) -> LockId {
+    let id = id_of(slot);
+    diag::lock_created(id, kind, caller_site(py));
+    id
+}
+
+/// A lock object is being freed.
+#[inline]
+pub(crate) fn lock_dropped(slot: &AtomicU64) {
+    // Relaxed: see id_of.
+    let id = slot.load(Ordering::Relaxed);
+    if id != 0 {
+        diag::lock_destroyed(id);
+    }
+}
+
+// ----- sites ------------------------------------------------------------
+
+/// How many frames we look at to leave threading/queue/concurrent.futures.
+const MAX_FRAMES: usize = 8;
+
+struct CodeInfo {
+    /// Keeps the code object alive, so its address is not reused.
+    _code: Py<PyAny>,
+    skip: bool,
+    file: String,
+    func: String,
+}
+
+#[derive(Default)]
+struct SiteCache {
+    codes: HashMap<usize, CodeInfo>,
+    sites: HashMap<(usize, i32), SiteId>,
+}
+
+static SITE_CACHE: Mutex<Option<SiteCache>> = Mutex::new(None);
+
+fn cache() -> std::sync::MutexGuard<'static, Option<SiteCache>> {
+    SITE_CACHE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn skipped_file(f: &str) -> bool {
+    f.ends_with("/threading.py") || f.ends_with("/queue.py") || f.contains("/concurrent/")
+}
+
+/// Whether the code object is skipped, computing its info on first sight.
+fn code_skip(code: &Bound<'_, PyAny>) -> bool {
+    let key = code.as_ptr() as usize;
+    if let Some(i) = cache().get_or_insert_with(Default::default).codes.get(&key) {
+        return i.skip;
+    }
+    let file = code.getattr("co_filename").and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".into());
+    let func = code.getattr("co_name").and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".into());
+    let skip = skipped_file(&file);
+    let info = CodeInfo { _code: code.clone().unbind(), skip, file, func };
+    cache().get_or_insert_with(Default::default).codes.insert(key, info);
+    skip
+}
+
+fn site_of(code: &Bound<'_, PyAny>, line: i32) -> SiteId {
+    let key = (code.as_ptr() as usize, line);
+    let mut g = cache();
+    let c = g.get_or_insert_with(Default::default);
+    if let Some(&s) = c.sites.get(&key) {
+        return s;
+    }
+    let Some(info) = c.codes.get(&key.0) else { return UNKNOWN_SITE };
+    let s = diag::intern_site(&format!("{}:{} in {}", info.file, line, info.func));
+    c.sites.insert(key, s);
+    s
+}
+
+/// The calling Python code's site: the first frame outside threading.py,
+/// queue.py and concurrent/ within a few levels, else the innermost frame.
+pub(crate) fn caller_site(py: Python<'_>) -> SiteId {
+    // SAFETY: attached; PyEval_GetFrame returns a borrowed frame or NULL.
+    let Some(mut frame) = (unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame().cast()) }) else {
+        return UNKNOWN_SITE;
+    };
+    let mut first: Option<(Bound<'_, PyAny>, i32)> = None;
+    for _ in 0..MAX_FRAMES {
+        let f = frame.as_ptr().cast::<ffi::PyFrameObject>();
+        // SAFETY: `f` is a live frame; both calls return new references / ints.
+        let code = unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetCode(f).cast()) };
+        // SAFETY: as above.
+        let line = unsafe { ffi::PyFrame_GetLineNumber(f) };
+        let Some(code) = code else { break };
+        if !code_skip(&code) {
+            return site_of(&code, line);
+        }
+        if first.is_none() {
+            first = Some((code, line));
+        }
+        // SAFETY: `f` is live; returns a new reference or NULL.
+        match unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetBack(f).cast()) } {
+            Some(b) => frame = b,
+            None => break,
+        }
+    }
+    match first {
+        Some((code, line)) => site_of(&code, line),
+        None => UNKNOWN_SITE,
+    }
+}
+
+// ----- reports ----------------------------------------------------------
+
+static REPORTER: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// Call `rsthread.diagnostics.<name>(arg)`.
+fn call_reporter<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyResult<Bound<'py, PyAny>> {
+    let m = REPORTER.get_or_try_init(py, || py.import("rsthread.diagnostics").map(Bound::unbind))?;
+    m.bind(py).getattr(name)?.call1(args)
+}
+
+fn report_inversion(py: Python<'_>, inv: &OrderInversion) {
+    let r = inversion_dict(py, inv).and_then(|d| call_reporter(py, "_report_inversion", (d,)));
+    if let Err(e) = r {
+        eprintln!("rsthread: lock-order inversion (report failed: {e})");
+    }
+}
+
+/// Report a deadlock; under raise mode return the `DeadlockError` to raise.
+fn report_deadlock(py: Python<'_>, d: &Deadlock, raise: bool) -> Option<PyErr> {
+    let r = deadlock_dict(py, d).and_then(|v| call_reporter(py, "_report_deadlock", (v, raise)));
+    match r {
+        Ok(v) if raise && !v.is_none() => Some(PyErr::from_value(v)),
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("rsthread: deadlock detected (report failed: {e}): {d:?}");
+            raise.then(|| PyRuntimeError::new_err("deadlock detected"))
+        }
+    }
+}
+
+fn report_leaks(py: Python<'_>, leaks: &[Leak]) {
+    if leaks.is_empty() {
+        return;
+    }
+    let r = leaks
+        .iter()
+        .map(|l| leak_dict(py, l))
+        .collect::<PyResult<Vec<_>>>()
+        .and_then(|v| call_reporter(py, "_report_leaks", (v,)));
+    if let Err(e) = r {
+        eprintln!("rsthread: thread exited holding RLocks (report failed: {e})");
+    }
+}
+
+// ----- lock paths -------------------------------------------------------
+
+fn on_acquired(py: Python<'_>, me: u64, id: LockId, site: SiteId, blocking: bool, waited_ns: u64) {
+    bump_ops();
+    if let Some(inv) = diag::acquired(me, id, site, blocking, waited_ns) {
+        report_inversion(py, &inv);
+    }
+}
+
+/// `wait_begin`, reporting a deadlock; `Err` (the wait closed) in raise mode.
+fn begin_wait(py: Python<'_>, me: u64, id: LockId, timed: bool) -> PyResult<()> {
+    if let Some(d) = diag::wait_begin(me, id, timed) {
+        let raise = diag::deadlock_mode() == DeadlockMode::Raise && d.detected_by == me;
+        if let Some(e) = report_deadlock(py, &d, raise) {
+            diag::wait_end(me, id, false);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The slow path of a blocking acquire, with wait records around the sleep.
+fn blocking_wait<F>(py: Python<'_>, me: u64, id: LockId, site: SiteId, timeout: i64, block: F) -> PyResult<bool>
+where
+    F: Fn(Option<Deadline>) -> Acquire + Sync,
+{
+    let timed = timeout != UNSET_TIMEOUT;
+    let start = monotonic_ns();
+    begin_wait(py, me, id, timed)?;
+    let r = acquire_timed_with(py, timeout, block, |py| {
+        let before = ops();
+        let r = make_pending_calls(py);
+        if r.is_ok() && ops() != before {
+            // A handler took or released locks, which ended our wait record.
+            diag::wait_end(me, id, false);
+            begin_wait(py, me, id, timed)?;
+        }
+        r
+    });
+    match r {
+        Ok(true) => {
+            diag::wait_end(me, id, true);
+            on_acquired(py, me, id, site, true, monotonic_ns().saturating_sub(start).max(1));
+            Ok(true)
+        }
+        Ok(false) => {
+            diag::wait_end(me, id, false);
+            Ok(false)
+        }
+        Err(e) => {
+            diag::wait_end(me, id, false);
+            Err(e)
+        }
+    }
+}
+
+/// `lock.acquire` with diagnostics on (`timeout` parsed: ns, 0 try, unset).
+#[inline(never)]
+pub(crate) fn lock_acquire(py: Python<'_>, l: &PyLock, timeout: i64) -> PyResult<bool> {
+    let me = ident::current();
+    let id = id_of(&l.diag);
+    let site = caller_site(py);
+    if l.raw.try_acquire() {
+        on_acquired(py, me, id, site, timeout != 0, 0);
+        return Ok(true);
+    }
+    if timeout == 0 {
+        diag::acquire_failed(me, id);
+        return Ok(false);
+    }
+    blocking_wait(py, me, id, site, timeout, |d| l.raw.acquire(d))
+}
+
+/// `lock.release` with diagnostics on.
+#[inline(never)]
+pub(crate) fn lock_release(l: &PyLock) -> PyResult<()> {
+    // Relaxed: see id_of. A lock never seen has no hold to end.
+    let id = l.diag.load(Ordering::Relaxed);
+    if id != 0 && l.raw.is_locked() {
+        bump_ops();
+        diag::released(ident::current(), id);
+    }
+    l.raw.release().map_err(|_| errors::release_unlocked())
+}
+
+/// `RLock.acquire` with diagnostics on.
+#[inline(never)]
+pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResult<bool> {
+    let me = ident::current();
+    let id = id_of(&l.diag);
+    let site = caller_site(py);
+    match l.raw.try_acquire(me) {
+        Ok(true) => {
+            on_acquired(py, me, id, site, timeout != 0, 0);
+            return Ok(true);
+        }
+        Ok(false) => {}
+        Err(_) => return Err(PyOverflowError::new_err("Internal lock count overflowed")),
+    }
+    if timeout == 0 {
+        return Ok(false);
+    }
+    blocking_wait(py, me, id, site, timeout, |d| l.raw.acquire_contended(me, d))
+}
+
+/// `RLock.release` with diagnostics on: the record first, if we own it.
+#[inline(never)]
+pub(crate) fn rlock_release(l: &PyRLock, me: u64) {
+    if l.raw.is_owned_by(me) {
+        bump_ops();
+        diag::released(me, id_of(&l.diag));
+    }
+}
+
+/// `RLock._release_save` with diagnostics on (before the real one).
+#[inline(never)]
+pub(crate) fn rlock_release_save(l: &PyRLock) {
+    let me = ident::current();
+    if l.raw.is_owned_by(me) {
+        bump_ops();
+        diag::release_all(me, id_of(&l.diag));
+    }
+}
+
+/// `RLock._acquire_restore` with diagnostics on: not interruptible, so a
+/// deadlock here is only reported (never raised).
+#[inline(never)]
+pub(crate) fn rlock_acquire_restore(py: Python<'_>, l: &PyRLock, owner: u64, count: u64) {
+    let me = ident::current();
+    let id = id_of(&l.diag);
+    let site = caller_site(py);
+    let mut waited = 0;
+    if !l.raw.try_acquire_inner() {
+        let start = monotonic_ns();
+        if let Some(d) = diag::wait_begin(me, id, false) {
+            report_deadlock(py, &d, false);
+        }
+        py.detach(|| l.raw.acquire_inner_blocking());
+        diag::wait_end(me, id, true);
+        waited = monotonic_ns().saturating_sub(start).max(1);
+    }
+    l.raw.restore(owner, count);
+    on_acquired(py, me, id, site, true, waited);
+    diag::set_rlock_depth(id, count);
+}
+
+// ----- threads ----------------------------------------------------------
+
+/// `threading.Thread`'s name when `func` is a Thread's bound `_bootstrap`.
+fn thread_name_of(func: &Bound<'_, PyAny>) -> Option<String> {
+    func.getattr("__self__").and_then(|o| o.getattr("_name")).ok().and_then(|n| n.extract::<String>().ok())
+}
+
+/// `start_new_thread` just started thread `ident` (diagnostics on): make it
+/// known at once (implicitly: `thread_begin` completes the record).
+pub(crate) fn thread_spawned(py: Python<'_>, ident: u64, func: &Bound<'_, PyAny>) {
+    let _ = py;
+    let name = thread_name_of(func).unwrap_or_else(|| format!("Thread {ident:#x}"));
+    diag::thread_named(ident, &name);
+}
+
+/// A thread started by `start_new_thread` begins (diagnostics on).
+pub(crate) fn thread_begin(py: Python<'_>, func: &Bound<'_, PyAny>) {
+    let _ = py;
+    diag::thread_started(ident::current(), ident::native(), thread_name_of(func));
+}
+
+/// That thread ends: report RLocks it still owns.
+pub(crate) fn thread_end(py: Python<'_>) {
+    let leaks = diag::thread_exited(ident::current());
+    report_leaks(py, &leaks);
+}
+
+/// A `_set_sentinel` lock (diagnostics on).
+pub(crate) fn sentinel_created(py: Python<'_>, l: &PyLock) {
+    let _ = py;
+    let id = id_of(&l.diag);
+    diag::lock_created(id, LockKind::Lock, diag::intern_site(SENTINEL_SITE));
+    diag::mark_sentinel(id);
+}
+
+/// The creation site given to every thread sentinel.
+const SENTINEL_SITE: &str = "<thread sentinel> (Thread.join waits for it)";
+
+/// The thread's own sentinel is about to be released (no GIL needed).
+pub(crate) fn sentinel_release(l: &PyLock) {
+    // Relaxed: see id_of.
+    let id = l.diag.load(Ordering::Relaxed);
+    if id != 0 && l.raw.is_locked() {
+        diag::released(ident::current(), id);
+    }
+}
+
+// ----- data for Python --------------------------------------------------
+
+fn ns_s(ns: u64) -> f64 {
+    ns as f64 * 1e-9
+}
+
+fn class_name(c: LockClass) -> String {
+    match c {
+        LockClass::Site(s) => diag::site_name(s),
+        LockClass::Object(id) => format!("<lock #{id} of unknown origin>"),
+    }
+}
+
+fn kind_name(k: LockKind) -> &'static str {
+    match k {
+        LockKind::Lock => "Lock",
+        LockKind::RLock => "RLock",
+    }
+}
+
+fn thread_dict<'py>(py: Python<'py>, t: &ThreadRef) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("ident", t.ident)?;
+    d.set_item("native_id", t.native)?;
+    d.set_item("name", t.name.as_deref())?;
+    Ok(d)
+}
+
+fn lock_dict<'py>(py: Python<'py>, l: &LockRef) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("id", l.id)?;
+    d.set_item("kind", kind_name(l.kind))?;
+    d.set_item("site", diag::site_name(l.site))?;
+    d.set_item("class", class_name(l.class()))?;
+    Ok(d)
+}
+
+fn held_list<'py>(py: Python<'py>, held: &[HeldLock], now: u64) -> PyResult<Bound<'py, PyList>> {
+    let v = held
+        .iter()
+        .map(|h| {
+            let d = PyDict::new(py);
+            d.set_item("lock", lock_dict(py, &h.lock)?)?;
+            d.set_item("acquire_site", diag::site_name(h.acquire_site))?;
+            d.set_item("held_for", ns_s(now.saturating_sub(h.since_ns)))?;
+            d.set_item("depth", h.depth)?;
+            Ok(d)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, v)
+}
+
+fn cycle_list<'py>(py: Python<'py>, c: &[CycleThread], now: u64) -> PyResult<Bound<'py, PyList>> {
+    let v = c
+        .iter()
+        .map(|t| {
+            let d = thread_dict(py, &t.thread)?;
+            d.set_item("waits_for", lock_dict(py, &t.waits_for)?)?;
+            d.set_item("waited", ns_s(now.saturating_sub(t.wait_since_ns)))?;
+            d.set_item("timed", t.timed)?;
+            d.set_item("held", held_list(py, &t.held, now)?)?;
+            Ok(d)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, v)
+}
+
+fn deadlock_dict<'py>(py: Python<'py>, d: &Deadlock) -> PyResult<Bound<'py, PyDict>> {
+    let o = PyDict::new(py);
+    o.set_item("detected_by", d.detected_by)?;
+    o.set_item(
+        "rule",
+        match d.rule {
+            DeadlockRule::Definite => "definite",
+            DeadlockRule::AllBlocked => "all-blocked",
+        },
+    )?;
+    o.set_item("threads", cycle_list(py, &d.threads, d.at_ns)?)?;
+    let others =
+        d.other_cycles.iter().map(|c| cycle_list(py, c, d.at_ns)).collect::<PyResult<Vec<_>>>()?;
+    o.set_item("other_cycles", PyList::new(py, others)?)?;
+    Ok(o)
+}
+
+fn inversion_dict<'py>(py: Python<'py>, inv: &OrderInversion) -> PyResult<Bound<'py, PyDict>> {
+    let o = PyDict::new(py);
+    o.set_item("thread", inv.thread)?;
+    o.set_item("same_class", inv.same_class)?;
+    let edges = inv
+        .edges
+        .iter()
+        .map(|e| {
+            let d = PyDict::new(py);
+            d.set_item("from", class_name(e.from))?;
+            d.set_item("to", class_name(e.to))?;
+            d.set_item("from_lock", e.from_lock)?;
+            d.set_item("to_lock", e.to_lock)?;
+            d.set_item("held_site", diag::site_name(e.held_site))?;
+            d.set_item("acquire_site", diag::site_name(e.acquire_site))?;
+            d.set_item("thread", thread_dict(py, &e.thread)?)?;
+            Ok(d)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    o.set_item("edges", PyList::new(py, edges)?)?;
+    Ok(o)
+}
+
+fn leak_dict<'py>(py: Python<'py>, l: &Leak) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("thread", thread_dict(py, &l.thread)?)?;
+    d.set_item("lock", lock_dict(py, &l.lock)?)?;
+    d.set_item("acquire_site", diag::site_name(l.acquire_site))?;
+    d.set_item("held_for", ns_s(l.exited_ns.saturating_sub(l.since_ns)))?;
+    d.set_item("depth", l.depth)?;
+    Ok(d)
+}
+
+fn wait_dict<'py>(py: Python<'py>, w: &WaitState) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("lock", lock_dict(py, &w.lock)?)?;
+    d.set_item("holder", w.holder.as_ref().map(|h| thread_dict(py, h)).transpose()?)?;
+    d.set_item("holder_exited", w.holder_exited)?;
+    d.set_item("waited", ns_s(w.waited_ns))?;
+    d.set_item("timed", w.timed)?;
+    d.set_item("episode", w.episode)?;
+    Ok(d)
+}
+
+fn snapshot_dict<'py>(py: Python<'py>, s: &Snapshot) -> PyResult<Bound<'py, PyDict>> {
+    let o = PyDict::new(py);
+    let threads = s
+        .threads
+        .iter()
+        .map(|t| {
+            let d = thread_dict(py, &t.thread)?;
+            d.set_item("held", held_list(py, &t.held, s.taken_ns)?)?;
+            d.set_item("waiting", t.waiting.as_ref().map(|w| wait_dict(py, w)).transpose()?)?;
+            Ok(d)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    o.set_item("threads", PyList::new(py, threads)?)?;
+    Ok(o)
+}
+
+fn chain_dict<'py>(py: Python<'py>, c: &WaitChain, now: u64) -> PyResult<Bound<'py, PyDict>> {
+    let o = PyDict::new(py);
+    let links = c
+        .links
+        .iter()
+        .map(|l| {
+            let d = thread_dict(py, &l.thread)?;
+            d.set_item("lock", lock_dict(py, &l.lock)?)?;
+            d.set_item("waited", ns_s(now.saturating_sub(l.since_ns)))?;
+            d.set_item("timed", l.timed)?;
+            d.set_item("holder", l.holder)?;
+            Ok(d)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    o.set_item("links", PyList::new(py, links)?)?;
+    let end = PyDict::new(py);
+    match &c.end {
+        ChainEnd::Running(t) => {
+            end.set_item("kind", "running")?;
+            end.set_item("thread", thread_dict(py, t)?)?;
+        }
+        ChainEnd::NoHolder => end.set_item("kind", "no-holder")?,
+        ChainEnd::HolderExited(t) => {
+            end.set_item("kind", "holder-exited")?;
+            end.set_item("ident", *t)?;
+        }
+        ChainEnd::Cycle { start } => {
+            end.set_item("kind", "cycle")?;
+            end.set_item("start", *start)?;
+        }
+    }
+    o.set_item("end", end)?;
+    Ok(o)
+}
+
+fn stats_dict<'py>(py: Python<'py>, c: &ClassStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("site", class_name(c.class))?;
+    d.set_item("kind", kind_name(c.kind))?;
+    d.set_item("acquisitions", c.acquisitions)?;
+    d.set_item("contended", c.contended)?;
+    d.set_item("total_wait", ns_s(c.total_wait_ns))?;
+    d.set_item("max_wait", ns_s(c.max_wait_ns))?;
+    d.set_item("holds", c.holds)?;
+    d.set_item("total_hold", ns_s(c.total_hold_ns))?;
+    d.set_item("max_hold", ns_s(c.max_hold_ns))?;
+    let sites = c
+        .top_sites
+        .iter()
+        .map(|s| {
+            let e = PyDict::new(py);
+            e.set_item("site", diag::site_name(s.site))?;
+            e.set_item("acquisitions", s.acquisitions)?;
+            e.set_item("contended", s.contended)?;
+            e.set_item("total_wait", ns_s(s.total_wait_ns))?;
+            e.set_item("max_wait", ns_s(s.max_wait_ns))?;
+            e.set_item("total_hold", ns_s(s.total_hold_ns))?;
+            e.set_item("max_hold", ns_s(s.max_hold_ns))?;
+            Ok(e)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("top_sites", PyList::new(py, sites)?)?;
+    Ok(d)
+}
+
+// ----- rsthread._diag ---------------------------------------------------
+
+fn slot_of<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<&'a AtomicU64> {
+    if let Ok(l) = obj.cast::<PyLock>() {
+        return Ok(&l.get().diag);
+    }
+    if let Ok(l) = obj.cast::<PyRLock>() {
+        return Ok(&l.get().diag);
+    }
+    Err(PyTypeError::new_err("not an rsthread lock"))
+}
+
+/// set_config(flags, raise_mode, report_timed)
+#[pyfunction]
+fn set_config(flags: u32, raise_mode: bool, report_timed: bool) {
+    diag::set_deadlock_mode(if raise_mode { DeadlockMode::Raise } else { DeadlockMode::Warn });
+    diag::set_report_timed(report_timed);
+    diag::set_flags(flags);
+}
+
+/// The enabled flags.
+#[pyfunction]
+fn flags() -> u32 {
+    diag::flags()
+}
+
+/// Register a thread (ident, native id, name).
+#[pyfunction]
+#[pyo3(signature = (ident, native_id, name=None))]
+fn thread_started(ident: u64, native_id: u64, name: Option<String>) {
+    diag::thread_started(ident, native_id, name);
+}
+
+/// Rename a thread.
+#[pyfunction]
+fn thread_named(ident: u64, name: &str) {
+    diag::thread_named(ident, name);
+}
+
+/// Unregister a thread; returns the RLock leaks.
+#[pyfunction]
+fn thread_exited<'py>(py: Python<'py>, ident: u64) -> PyResult<Bound<'py, PyList>> {
+    let v = diag::thread_exited(ident).iter().map(|l| leak_dict(py, l)).collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, v)
+}
+
+/// Mark a lock as a thread sentinel (registering it if needed).
+#[pyfunction]
+fn mark_sentinel(lock: &Bound<'_, PyAny>) -> PyResult<()> {
+    diag::mark_sentinel(id_of(slot_of(lock)?));
+    Ok(())
+}
+
+/// The diagnostics id of a lock or RLock (assigned on first use).
+#[pyfunction]
+fn lock_id(lock: &Bound<'_, PyAny>) -> PyResult<u64> {
+    Ok(id_of(slot_of(lock)?))
+}
+
+/// Per-class statistics, most total wait first.
+#[pyfunction]
+fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let v = diag::stats().iter().map(|c| stats_dict(py, c)).collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, v)
+}
+
+/// Zero the statistics.
+#[pyfunction]
+fn reset_stats() {
+    diag::reset_stats();
+}
+
+/// Forget history (statistics, timeline, lock-order graph, reports).
+#[pyfunction]
+fn reset() {
+    diag::reset();
+}
+
+/// Every registered thread: holds and wait.
+#[pyfunction]
+fn snapshot(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    snapshot_dict(py, &diag::snapshot())
+}
+
+/// Where each waiting thread's wait leads.
+#[pyfunction]
+fn wait_chains(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let now = monotonic_ns();
+    let v = diag::wait_chains().iter().map(|c| chain_dict(py, c, now)).collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, v)
+}
+
+/// Waits running for at least `threshold` seconds, longest first.
+#[pyfunction]
+fn longest_waits(py: Python<'_>, threshold: f64) -> PyResult<Bound<'_, PyList>> {
+    let ns = (threshold.max(0.0) * 1e9) as u64;
+    let v = diag::longest_waits(ns)
+        .iter()
+        .map(|w| {
+            let d = thread_dict(py, &w.thread)?;
+            d.set_item("wait", wait_dict(py, &w.wait)?)?;
+            Ok(d)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, v)
+}
+
+/// Re-run the deadlock rules; returns a new deadlock (reported already) or None.
+#[pyfunction]
+fn detect_deadlock(py: Python<'_>, ident: u64) -> PyResult<bool> {
+    match diag::detect_deadlock(ident) {
+        Some(d) => {
+            report_deadlock(py, &d, false);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Plain locks left held by exited threads.
+#[pyfunction]
+fn leaked_at_exit(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let v = diag::leaked_at_exit().iter().map(|l| leak_dict(py, l)).collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, v)
+}
+
+/// Write the timeline as Chrome trace JSON to `path`.
+#[pyfunction]
+fn export_chrome_trace(py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+    py.detach(|| {
+        let f = std::fs::File::create(&path)?;
+        let mut w = std::io::BufWriter::new(f);
+        diag::export_chrome_trace(&mut w)?;
+        std::io::Write::flush(&mut w)
+    })
+    .map_err(|e| PyOSError::new_err(format!("cannot write trace to {}: {e}", path.display())))
+}
+
+/// Events dropped because the timeline was full.
+#[pyfunction]
+fn timeline_dropped() -> u64 {
+    diag::global().timeline_dropped()
+}
+
+/// In a forked child: only the current thread survives.
+#[pyfunction]
+fn after_fork_child() {
+    diag::after_fork_child(ident::current(), ident::native());
+}
+
+/// The module `rsthread._diag`, registered in `sys.modules` only.
+pub(crate) fn register(py: Python<'_>) -> PyResult<()> {
+    let m = PyModule::new(py, "rsthread._diag")?;
+    m.add("DEADLOCK", diag::DEADLOCK)?;
+    m.add("LOCK_ORDER", diag::LOCK_ORDER)?;
+    m.add("PROFILE", diag::PROFILE)?;
+    m.add("TRACE", diag::TRACE)?;
+    m.add("HANG", diag::HANG)?;
+    m.add_function(wrap_pyfunction!(set_config, &m)?)?;
+    m.add_function(wrap_pyfunction!(flags, &m)?)?;
+    m.add_function(wrap_pyfunction!(thread_started, &m)?)?;
+    m.add_function(wrap_pyfunction!(thread_named, &m)?)?;
+    m.add_function(wrap_pyfunction!(thread_exited, &m)?)?;
+    m.add_function(wrap_pyfunction!(mark_sentinel, &m)?)?;
+    m.add_function(wrap_pyfunction!(lock_id, &m)?)?;
+    m.add_function(wrap_pyfunction!(stats, &m)?)?;
+    m.add_function(wrap_pyfunction!(reset_stats, &m)?)?;
+    m.add_function(wrap_pyfunction!(reset, &m)?)?;
+    m.add_function(wrap_pyfunction!(snapshot, &m)?)?;
+    m.add_function(wrap_pyfunction!(wait_chains, &m)?)?;
+    m.add_function(wrap_pyfunction!(longest_waits, &m)?)?;
+    m.add_function(wrap_pyfunction!(detect_deadlock, &m)?)?;
+    m.add_function(wrap_pyfunction!(leaked_at_exit, &m)?)?;
+    m.add_function(wrap_pyfunction!(export_chrome_trace, &m)?)?;
+    m.add_function(wrap_pyfunction!(timeline_dropped, &m)?)?;
+    m.add_function(wrap_pyfunction!(after_fork_child, &m)?)?;
+    py.import("sys")?.getattr("modules")?.set_item("rsthread._diag", m)?;
+    Ok(())
+}

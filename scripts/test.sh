@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh) and run every test: Rust unit and integration
+# tests, loom model checking, pytest, stub check, and CPython's own threading
+# suites on stock _thread and on rsthread side by side.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh || { echo "test: setup failed"; echo "tests: 0 passed, 1 failed"; exit 1; }
+
+passed=0; failed=0; failures=()
+stage() {
+  local name="$1"; shift
+  echo; echo "=== $name: $*"
+  if "$@"; then passed=$((passed+1)); echo "=== $name: ok"
+  else failed=$((failed+1)); failures+=("$name"); echo "=== $name: FAILED"; fi
+}
+
+stage rust-core cargo test -p rsthread-core
+stage loom env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
+  cargo test -p rsthread-core --release --test loom
+stage pytest .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
+stage stubtest .venv/bin/python -m mypy.stubtest rsthread._thread --allowlist tests/stubtest-allowlist.txt
+stage cpython-suites .venv/bin/python tests/cpython/compare.py
+
+echo
+[ ${#failures[@]} -gt 0 ] && echo "failed stages: ${failures[*]}"
+echo "stages: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
