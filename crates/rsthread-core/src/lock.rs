@@ -4,16 +4,31 @@
 //!
 //! One 32-bit futex word:
 //!
-//! | value        | meaning                                      |
-//! |--------------|----------------------------------------------|
-//! | `UNLOCKED`   | free                                         |
-//! | `LOCKED`     | held, and no thread has gone to sleep on it  |
-//! | `CONTENDED`  | held, and some thread may be asleep on it    |
+//! | bits      | name       | meaning                                                   |
+//! |-----------|------------|-----------------------------------------------------------|
+//! | 0         | `LOCKED`   | held                                                      |
+//! | 1         | `PARKED`   | some thread may be asleep on the word: release must wake  |
+//! | 2         | `HANDOFF`  | released *to* a starving waiter: still held, not yet claimed |
+//! | 3..=31    | starving   | how many waiters have waited longer than [`STARVE_NS`]    |
 //!
-//! Uncontended acquire is one compare-exchange, uncontended release one swap.
-//! A blocked acquirer marks the word `CONTENDED` before it sleeps, so the
-//! release that finds `CONTENDED` wakes one sleeper. A woken thread takes the
-//! lock with `swap(CONTENDED)`, conservatively assuming others still sleep.
+//! Uncontended acquire is one compare-exchange `0 -> LOCKED`, uncontended
+//! release one compare-exchange `LOCKED -> 0`.
+//!
+//! ## Eventual fairness
+//!
+//! Normally the lock *barges*: a release frees it and wakes one sleeper, and
+//! whichever thread gets there first takes it. Under the GIL the running
+//! thread nearly always wins, which gives high throughput but can starve a
+//! sleeper indefinitely. So a waiter that has waited longer than
+//! [`STARVE_NS`] registers as starving; while any waiter is starving, a
+//! release does not free the lock but hands it off (sets `HANDOFF`, keeps
+//! `LOCKED`) and wakes a sleeper. Only a starving waiter may claim a
+//! hand-off (clearing `HANDOFF`); a non-starving waiter woken by it passes
+//! the wake-up on to the next sleeper. A starving waiter that gives up
+//! (timeout, signal) first withdraws from the count and then claims a
+//! pending hand-off if there is one, so a hand-off is never stranded: the
+//! count and `HANDOFF` live in the same word, so a release and a withdrawal
+//! cannot both miss each other.
 //!
 //! There is no owner: a Python lock may be released by any thread, which is
 //! what `threading.Condition`, `Event` and `Thread.join` rely on.
@@ -22,12 +37,19 @@ use crate::sync::futex::{self, Wait};
 use crate::sync::{spin_hint, AtomicU32, Ordering};
 use crate::timeout::Deadline;
 
-/// Free.
-const UNLOCKED: u32 = 0;
-/// Held, nobody asleep.
+/// Held.
 const LOCKED: u32 = 1;
-/// Held, maybe somebody asleep.
-const CONTENDED: u32 = 2;
+/// Some thread may be asleep on the word.
+const PARKED: u32 = 2;
+/// Handed off to a starving waiter, not yet claimed.
+const HANDOFF: u32 = 4;
+/// One starving waiter (the count occupies the bits from here up).
+const STARVING_ONE: u32 = 8;
+
+/// How long a waiter waits before asking for a hand-off: twice CPython's
+/// default GIL switch interval (5 ms), so ordinary GIL scheduling does not
+/// trigger it and throughput stays that of a barging lock.
+pub const STARVE_NS: u64 = 10_000_000;
 
 /// How many times a contended acquire spins (loads only) before sleeping.
 const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
@@ -60,16 +82,28 @@ impl Default for RawLock {
     }
 }
 
+/// Whether a waiter that first slept at `since` (ns) and has been woken
+/// `wakeups` times should now ask for a hand-off. Under loom time does not
+/// pass, so one wake-up counts as starving to explore the hand-off paths.
+#[inline]
+fn starving_now(since: u64, wakeups: u32) -> bool {
+    if cfg!(loom) {
+        wakeups >= 1
+    } else {
+        crate::timeout::monotonic_ns().saturating_sub(since) >= STARVE_NS
+    }
+}
+
 impl RawLock {
     /// A new, unlocked lock.
     #[cfg(not(loom))]
     pub const fn new() -> RawLock {
-        RawLock { state: AtomicU32::new(UNLOCKED) }
+        RawLock { state: AtomicU32::new(0) }
     }
     /// A new, unlocked lock.
     #[cfg(loom)]
     pub fn new() -> RawLock {
-        RawLock { state: AtomicU32::new(UNLOCKED) }
+        RawLock { state: AtomicU32::new(0) }
     }
 
     /// Take the lock if it is free; never blocks.
@@ -77,9 +111,23 @@ impl RawLock {
     pub fn try_acquire(&self) -> bool {
         // Acquire on success: everything written before the matching release is visible.
         // Relaxed on failure: we learn nothing and publish nothing.
-        self.state
-            .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        self.state.compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            || self.try_acquire_slow()
+    }
+
+    /// The lock may be free with other bits set (sleepers, starving count).
+    #[cold]
+    fn try_acquire_slow(&self) -> bool {
+        // Relaxed: the CAS below synchronises.
+        let mut s = self.state.load(Ordering::Relaxed);
+        while s & LOCKED == 0 {
+            // Acquire: as in try_acquire.
+            match self.state.compare_exchange_weak(s, s | LOCKED, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(x) => s = x,
+            }
+        }
+        false
     }
 
     /// Take the lock, waiting until `deadline` (`None`: forever).
@@ -98,53 +146,141 @@ impl RawLock {
     fn acquire_contended(&self, deadline: Option<Deadline>) -> Acquire {
         // Spin briefly with loads only (no cache-line ping-pong) in case the
         // holder is about to release; a Python holder usually is not, so keep it short.
-        let mut state = self.state.load(Ordering::Relaxed);
         let mut spins = 0;
-        while state == LOCKED && spins < SPIN_LIMIT {
+        // Relaxed: only a hint; the CAS below does the synchronising.
+        while self.state.load(Ordering::Relaxed) == LOCKED && spins < SPIN_LIMIT {
             spin_hint();
             spins += 1;
-            // Relaxed: only a hint; the swap/CAS below does the synchronising.
-            state = self.state.load(Ordering::Relaxed);
         }
-        if state == UNLOCKED {
-            // Acquire: as in try_acquire.
-            if let Ok(_) = self.state.compare_exchange(
-                UNLOCKED,
-                LOCKED,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                return Acquire::Acquired;
+        let mut since: Option<u64> = None;
+        let mut wakeups = 0u32;
+        let mut starving = false;
+        let outcome = loop {
+            // Relaxed: every transition below is a CAS with the right ordering.
+            let s = self.state.load(Ordering::Relaxed);
+            if s & LOCKED == 0 {
+                // Free: take it. Keep PARKED if we ever slept: others may still sleep.
+                let new = s | LOCKED | if since.is_some() { PARKED } else { 0 };
+                // Acquire: taking the lock must see the previous holder's writes.
+                if self.state.compare_exchange(s, new, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    break Acquire::Acquired;
+                }
+                continue;
             }
-        }
-        loop {
-            // Acquire: taking the lock must see the previous holder's writes.
-            // Marking CONTENDED (even when we get the lock) is what keeps a
-            // wake-up from being lost: the next release will call wake_one.
-            if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
-                return Acquire::Acquired;
-            }
-            match futex::wait(&self.state, CONTENDED, deadline) {
-                Wait::Woken => continue,
-                Wait::Interrupted => return Acquire::Interrupted,
-                Wait::TimedOut => {
-                    // One last try: the lock may have been freed just as the deadline hit.
-                    return if self.try_acquire() { Acquire::Acquired } else { Acquire::TimedOut };
+            if s & HANDOFF != 0 {
+                if starving {
+                    // Claim the hand-off: the lock stays LOCKED and is now ours.
+                    // Acquire: pairs with the Release that set HANDOFF.
+                    if self.state.compare_exchange(s, s & !HANDOFF, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                        break Acquire::Acquired;
+                    }
+                    continue;
+                }
+                if since.is_some() {
+                    // Not ours to claim: pass the wake-up towards a starving sleeper.
+                    futex::wake_one(&self.state);
                 }
             }
+            if !starving {
+                if let Some(t0) = since {
+                    if starving_now(t0, wakeups) {
+                        // Relaxed: the count is only read by CASes on the same word.
+                        self.state.fetch_add(STARVING_ONE, Ordering::Relaxed);
+                        starving = true;
+                        continue;
+                    }
+                }
+            }
+            if s & PARKED == 0 {
+                // Relaxed: announcing a sleeper publishes no data.
+                if self.state.compare_exchange(s, s | PARKED, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                    continue;
+                }
+            }
+            if since.is_none() {
+                since = Some(if cfg!(loom) { 0 } else { crate::timeout::monotonic_ns() });
+            }
+            match futex::wait(&self.state, s | PARKED, deadline) {
+                Wait::Woken => wakeups = wakeups.saturating_add(1),
+                Wait::Interrupted => break Acquire::Interrupted,
+                Wait::TimedOut => break Acquire::TimedOut,
+            }
+        };
+        if outcome != Acquire::Acquired {
+            // One last try: the lock may have been freed just as we gave up.
+            if self.try_acquire_slow() {
+                if starving {
+                    self.withdraw_starving();
+                }
+                return Acquire::Acquired;
+            }
         }
+        if starving {
+            self.withdraw_starving();
+            if outcome != Acquire::Acquired && self.claim_handoff() {
+                return Acquire::Acquired;
+            }
+        }
+        outcome
+    }
+
+    /// Leave the starving count.
+    fn withdraw_starving(&self) {
+        // Relaxed: see fetch_add above; a concurrent release CAS sees the new count.
+        self.state.fetch_sub(STARVING_ONE, Ordering::Relaxed);
+    }
+
+    /// Claim a pending hand-off, if any (a starving waiter giving up must not
+    /// strand one that was made for it).
+    fn claim_handoff(&self) -> bool {
+        // Relaxed load; the claiming CAS is Acquire.
+        let mut s = self.state.load(Ordering::Relaxed);
+        while s & HANDOFF != 0 {
+            match self.state.compare_exchange(s, s & !HANDOFF, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(x) => s = x,
+            }
+        }
+        false
     }
 
     /// Release the lock, waking one sleeper if there may be one. Any thread may call this.
     #[inline]
     pub fn release(&self) -> Result<(), NotLocked> {
         // Release: publishes the critical section to the next acquirer.
-        match self.state.swap(UNLOCKED, Ordering::Release) {
-            UNLOCKED => Err(NotLocked),
-            LOCKED => Ok(()),
-            _ => {
-                futex::wake_one(&self.state);
-                Ok(())
+        if self.state.compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed).is_ok() {
+            return Ok(());
+        }
+        self.release_slow()
+    }
+
+    #[cold]
+    fn release_slow(&self) -> Result<(), NotLocked> {
+        // Relaxed load; every transition is a Release CAS.
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if s & LOCKED == 0 {
+                return Err(NotLocked);
+            }
+            let (new, wake) = if s & HANDOFF != 0 {
+                // Released again before the hand-off was claimed (a second,
+                // unmatched release from Python): just unlock.
+                (s & !(LOCKED | HANDOFF | PARKED), s & PARKED != 0)
+            } else if s >= STARVING_ONE {
+                // Someone is starving: hand the lock off instead of freeing it.
+                (s | HANDOFF, true)
+            } else {
+                (s & !(LOCKED | PARKED), s & PARKED != 0)
+            };
+            // Release: publishes the critical section to the next holder.
+            match self.state.compare_exchange(s, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => {
+                    if wake {
+                        futex::wake_one(&self.state);
+                    }
+                    return Ok(());
+                }
+                Err(x) => s = x,
             }
         }
     }
@@ -153,7 +289,7 @@ impl RawLock {
     #[inline]
     pub fn is_locked(&self) -> bool {
         // Relaxed: a snapshot that synchronises nothing, like CPython's locked().
-        self.state.load(Ordering::Relaxed) != UNLOCKED
+        self.state.load(Ordering::Relaxed) & LOCKED != 0
     }
 
     /// Forget every holder and waiter: the state after `fork()` in the child,
@@ -161,7 +297,7 @@ impl RawLock {
     /// of this process can touch the lock.
     pub fn reinit_after_fork(&self) {
         // Relaxed: single-threaded by contract.
-        self.state.store(UNLOCKED, Ordering::Relaxed);
+        self.state.store(0, Ordering::Relaxed);
     }
 }
 

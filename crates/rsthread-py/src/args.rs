@@ -172,3 +172,8 @@ pub fn no_keywords(name: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<(
         _ => Ok(()),
     }
 }
+
+/// The error of `_PyArg_NoKeywords(name, kwargs)` for non-empty kwargs.
+pub fn no_keywords_err(name: &str) -> PyResult<()> {
+    Err(PyTypeError::new_err(format!("{name}() takes no keyword arguments")))
+}

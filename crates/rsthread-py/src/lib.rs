@@ -57,8 +57,9 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("error", py.get_type::<pyo3::exceptions::PyRuntimeError>())?;
     m.add_class::<lock::PyLock>()?;
     lock::PyLock::disallow_instantiation(py)?;
-    m.add("LockType", py.get_type::<lock::PyLock>())?;
     m.add_class::<lock::PyRLock>()?;
+    lock::install_fast_methods(py)?;
+    m.add("LockType", py.get_type::<lock::PyLock>())?;
     m.add_class::<local::PyLocal>()?;
     // TIMEOUT_MAX: floor(min(PY_TIMEOUT_MAX * 1e-6, _PyTime_MAX seconds)).
     m.add("TIMEOUT_MAX", ((args::PY_TIMEOUT_MAX_US as f64) * 1e-6).floor())?;
@@ -85,6 +86,7 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.getattr(name)?.setattr("__module__", "_thread")?;
     }
     diag::register(py)?;
+    thread::install_fast_get_ident(m)?;
     // Stock `_thread` has neither a `lock` attribute (only `LockType`) nor `__all__`.
     m.delattr("lock")?;
     if m.hasattr("__all__")? {

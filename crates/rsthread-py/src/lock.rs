@@ -403,3 +403,300 @@ impl PyRLock {
         ))
     }
 }
+
+/// Raw `METH_FASTCALL` / `METH_NOARGS` entry points for the hot methods.
+///
+/// PyO3's generated wrappers cost a few tens of nanoseconds per call (GIL
+/// bookkeeping, panic guards, `*args`/`**kwargs` tuple and dict building),
+/// which is most of a lock round trip. At module init these functions
+/// replace the PyO3 methods of the same name in the type dicts. They handle
+/// the common shapes inline (no arguments; `acquire(False)`;
+/// `acquire(True, <float or int>)`) and hand everything else, and every
+/// call while diagnostics are on, to the PyO3 methods above, so argument
+/// errors and behaviour stay exactly those already tested.
+///
+/// They are `extern "C"`: a panic cannot unwind into CPython (it aborts),
+/// and nothing here panics by design.
+mod fast {
+    use super::*;
+    use pyo3::ffi;
+    use std::os::raw::c_char;
+
+    type Fast = unsafe extern "C" fn(*mut ffi::PyObject, *const *mut ffi::PyObject, ffi::Py_ssize_t, *mut ffi::PyObject) -> *mut ffi::PyObject;
+    type NoArgs = unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
+
+    #[inline]
+    unsafe fn py_bool(b: bool) -> *mut ffi::PyObject {
+        // SAFETY: the bool singletons are immortal in effect; we return a new reference.
+        unsafe {
+            let o = if b { ffi::Py_True() } else { ffi::Py_False() };
+            ffi::Py_IncRef(o);
+            o
+        }
+    }
+
+    #[inline]
+    unsafe fn py_none() -> *mut ffi::PyObject {
+        // SAFETY: as above.
+        unsafe {
+            let o = ffi::Py_None();
+            ffi::Py_IncRef(o);
+            o
+        }
+    }
+
+    /// Convert a PyResult into the C-API convention.
+    unsafe fn ret<T>(py: Python<'_>, r: PyResult<T>, conv: impl FnOnce(T) -> *mut ffi::PyObject) -> *mut ffi::PyObject {
+        match r {
+            Ok(v) => conv(v),
+            Err(e) => {
+                e.restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    }
+
+    /// Rebuild `(*args, **kwargs)` from a vectorcall for the general path.
+    unsafe fn general<'py>(
+        py: Python<'py>,
+        args: *const *mut ffi::PyObject,
+        nargsf: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+        // SAFETY: CPython passes `nargs` positional arguments followed by one
+        // value per name in `kwnames`, all borrowed for the call.
+        unsafe {
+            let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+            let pos: Vec<Bound<'py, PyAny>> = (0..nargs).map(|i| Bound::from_borrowed_ptr(py, *args.add(i))).collect();
+            let tuple = PyTuple::new(py, pos)?;
+            if kwnames.is_null() {
+                return Ok((tuple, None));
+            }
+            let names = Bound::from_borrowed_ptr(py, kwnames).cast_into::<PyTuple>()?;
+            let dict = PyDict::new(py);
+            for (i, name) in names.iter().enumerate() {
+                dict.set_item(name, Bound::from_borrowed_ptr(py, *args.add(nargs + i)))?;
+            }
+            Ok((tuple, Some(dict)))
+        }
+    }
+
+    /// Timeout (ns) for `acquire(True, t)` when `t` is a plain non-negative
+    /// float or int well inside every limit; `None`: use the general parser.
+    #[inline]
+    unsafe fn simple_timeout(t: *mut ffi::PyObject) -> Option<i64> {
+        // SAFETY: `t` is a live borrowed object; exact-type checks before access.
+        unsafe {
+            if ffi::PyFloat_CheckExact(t) != 0 {
+                let d = ffi::PyFloat_AS_DOUBLE(t);
+                if (0.0..1e9).contains(&d) {
+                    return Some((d * 1e9).ceil() as i64);
+                }
+                return None;
+            }
+            if ffi::PyLong_CheckExact(t) != 0 {
+                let mut overflow = 0;
+                let v = ffi::PyLong_AsLongAndOverflow(t, &mut overflow);
+                if overflow == 0 && (0..1_000_000_000).contains(&v) {
+                    return Some(v as i64 * 1_000_000_000);
+                }
+            }
+            None
+        }
+    }
+
+    /// The timeout for the fast shapes: `()`, `(bool,)`, `(True, number)`.
+    #[inline]
+    unsafe fn fast_timeout(args: *const *mut ffi::PyObject, nargsf: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> Option<i64> {
+        // SAFETY: as in `general`.
+        unsafe {
+            if !kwnames.is_null() || diag::flags() != 0 {
+                return None;
+            }
+            match ffi::PyVectorcall_NARGS(nargsf as usize) {
+                0 => Some(UNSET_TIMEOUT),
+                1 => {
+                    let b = *args;
+                    if b == ffi::Py_True() {
+                        Some(UNSET_TIMEOUT)
+                    } else if b == ffi::Py_False() {
+                        Some(0)
+                    } else {
+                        None
+                    }
+                }
+                2 if *args == ffi::Py_True() => simple_timeout(*args.add(1)),
+                _ => None,
+            }
+        }
+    }
+
+    unsafe extern "C" fn lock_acquire(
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: CPython calls this with the GIL held and `slf` an instance
+        // of `lock` (the descriptor checks the type).
+        unsafe {
+            let py = Python::assume_attached();
+            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLock>();
+            let l = this.get();
+            if let Some(t) = fast_timeout(args, nargsf, kwnames) {
+                if l.raw.try_acquire() {
+                    return py_bool(true);
+                }
+                if t == 0 {
+                    return py_bool(false);
+                }
+                return ret(py, acquire_timed(py, t, |d| l.raw.acquire(d)), |b| py_bool(b));
+            }
+            let r = general(py, args, nargsf, kwnames).and_then(|(a, k)| l.acquire(py, &a, k.as_ref()));
+            ret(py, r, |b| py_bool(b))
+        }
+    }
+
+    unsafe extern "C" fn lock_release(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        // SAFETY: as in lock_acquire.
+        unsafe {
+            let py = Python::assume_attached();
+            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLock>();
+            ret(py, this.get().release(), |()| py_none())
+        }
+    }
+
+    unsafe extern "C" fn lock_exit(
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: as in lock_acquire.
+        unsafe {
+            let py = Python::assume_attached();
+            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLock>();
+            if !kwnames.is_null() && ffi::PyTuple_GET_SIZE(kwnames) > 0 {
+                let _ = nargsf;
+                return ret::<()>(py, crate::args::no_keywords_err("lock.__exit__"), |()| py_none());
+            }
+            let _ = args;
+            ret(py, this.get().release(), |()| py_none())
+        }
+    }
+
+    unsafe extern "C" fn rlock_acquire(
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: as in lock_acquire, with `slf` an RLock (or subclass) instance.
+        unsafe {
+            let py = Python::assume_attached();
+            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
+            let l = this.get();
+            if let Some(t) = fast_timeout(args, nargsf, kwnames) {
+                let me = ident::current();
+                match l.raw.try_acquire(me) {
+                    Ok(true) => return py_bool(true),
+                    Ok(false) => {}
+                    Err(_) => {
+                        return ret::<()>(py, Err(PyOverflowError::new_err("Internal lock count overflowed")), |()| py_none())
+                    }
+                }
+                if t == 0 {
+                    return py_bool(false);
+                }
+                return ret(py, acquire_timed(py, t, |d| l.raw.acquire_contended(me, d)), |b| py_bool(b));
+            }
+            let r = general(py, args, nargsf, kwnames).and_then(|(a, k)| l.acquire(py, &a, k.as_ref()));
+            ret(py, r, |b| py_bool(b))
+        }
+    }
+
+    unsafe extern "C" fn rlock_release(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        // SAFETY: as in rlock_acquire.
+        unsafe {
+            let py = Python::assume_attached();
+            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
+            ret(py, this.get().release(), |()| py_none())
+        }
+    }
+
+    unsafe extern "C" fn rlock_exit(
+        slf: *mut ffi::PyObject,
+        _args: *const *mut ffi::PyObject,
+        _nargsf: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: as in rlock_acquire.
+        unsafe {
+            let py = Python::assume_attached();
+            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
+            if !kwnames.is_null() && ffi::PyTuple_GET_SIZE(kwnames) > 0 {
+                return ret::<()>(py, crate::args::no_keywords_err("RLock.__exit__"), |()| py_none());
+            }
+            ret(py, this.get().release(), |()| py_none())
+        }
+    }
+
+    enum Entry {
+        Fast(Fast),
+        NoArgs(NoArgs),
+    }
+
+    fn install_one(tp: &Bound<'_, pyo3::types::PyType>, name: &'static std::ffi::CStr, entry: Entry) -> PyResult<()> {
+        let py = tp.py();
+        // Keep the documented docstring of the method being replaced.
+        let doc: Option<std::ffi::CString> = tp
+            .getattr(name.to_str().expect("ascii"))?
+            .getattr("__doc__")?
+            .extract::<Option<String>>()?
+            .map(|d| std::ffi::CString::new(d).expect("no NUL in docstrings"));
+        let doc_ptr: *const c_char = doc.map_or(std::ptr::null(), |d| Box::leak(d.into_boxed_c_str()).as_ptr());
+        let (meth, flags) = match entry {
+            Entry::Fast(f) => (ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: f }, ffi::METH_FASTCALL | ffi::METH_KEYWORDS),
+            Entry::NoArgs(f) => (ffi::PyMethodDefPointer { PyCFunction: f }, ffi::METH_NOARGS),
+        };
+        // Leaked: a method descriptor keeps a pointer to its PyMethodDef for
+        // as long as the type lives, i.e. the process.
+        let def = Box::leak(Box::new(ffi::PyMethodDef { ml_name: name.as_ptr(), ml_meth: meth, ml_flags: flags, ml_doc: doc_ptr }));
+        // SAFETY: attached; `def` is 'static; returns a new reference or NULL.
+        let descr = unsafe { ffi::PyDescr_NewMethod(tp.as_type_ptr(), def) };
+        if descr.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: a new, non-NULL reference.
+        let descr = unsafe { Bound::from_owned_ptr(py, descr) };
+        // type.__setattr__ on our heap type also invalidates the method cache.
+        tp.setattr(name.to_str().expect("ascii"), descr)
+    }
+
+    /// Replace the hot methods of `lock` and `RLock` by the raw entry points.
+    pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+        let lock = py.get_type::<PyLock>();
+        for (n, e) in [
+            (c"acquire", Entry::Fast(lock_acquire)),
+            (c"acquire_lock", Entry::Fast(lock_acquire)),
+            (c"__enter__", Entry::Fast(lock_acquire)),
+            (c"release", Entry::NoArgs(lock_release)),
+            (c"release_lock", Entry::NoArgs(lock_release)),
+            (c"__exit__", Entry::Fast(lock_exit)),
+        ] {
+            install_one(&lock, n, e)?;
+        }
+        let rlock = py.get_type::<PyRLock>();
+        for (n, e) in [
+            (c"acquire", Entry::Fast(rlock_acquire)),
+            (c"__enter__", Entry::Fast(rlock_acquire)),
+            (c"release", Entry::NoArgs(rlock_release)),
+            (c"__exit__", Entry::Fast(rlock_exit)),
+        ] {
+            install_one(&rlock, n, e)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) use fast::install as install_fast_methods;

@@ -401,3 +401,34 @@ pub fn interrupt_main(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<
     }
     Ok(())
 }
+
+/// Raw `METH_NOARGS` `get_ident`: PyO3's wrapper costs more than the call
+/// itself, and `threading.current_thread()` calls this on every lookup.
+unsafe extern "C" fn get_ident_raw(_module: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython with the GIL held; returns a new reference or NULL.
+    unsafe { ffi::PyLong_FromUnsignedLongLong(ident::current()) }
+}
+
+/// Replace the module's `get_ident` with [`get_ident_raw`], keeping its doc.
+pub(crate) fn install_fast_get_ident(m: &Bound<'_, pyo3::types::PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let doc: Option<String> = m.getattr("get_ident")?.getattr("__doc__")?.extract()?;
+    let doc_ptr = doc.map_or(std::ptr::null(), |d| {
+        Box::leak(std::ffi::CString::new(d).expect("no NUL").into_boxed_c_str()).as_ptr()
+    });
+    // Leaked: the function object points at its PyMethodDef for its lifetime.
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"get_ident".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: get_ident_raw },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: doc_ptr,
+    }));
+    let modname = pyo3::types::PyString::new(py, "_thread");
+    // SAFETY: attached; `def` is 'static; `m` and `modname` are live; new reference or NULL.
+    let f = unsafe { ffi::PyCFunction_NewEx(def, m.as_ptr(), modname.as_ptr()) };
+    if f.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: new, non-NULL reference.
+    m.setattr("get_ident", unsafe { Bound::from_owned_ptr(py, f) })
+}
