@@ -10,7 +10,7 @@ Off by default. Turn them on with any of:
 
   items: ``deadlock`` (= ``deadlock=warn``), ``deadlock=raise``,
   ``lock-order``, ``profile``, ``trace=PATH``, ``hang=SECONDS``,
-  ``dump-signal=SIGUSR1``; ``off`` (or an empty value) does nothing;
+  ``dump-signal=SIGUSR1``, ``leaks``; ``off`` (or an empty value) does nothing;
 * this module: :func:`configure`.
 
 What you get:
@@ -81,6 +81,7 @@ class _Config:
     trace: str | None = None
     hang_timeout: float | None = None
     dump_signal = None
+    leaks = False
     pid = 0
 
 
@@ -97,6 +98,10 @@ def _threading():
 
 
 def _name_of(ident: int, fallback: str | None = None) -> str:
+    """The name diagnostics recorded (``fallback``: the ``threading.Thread``
+    name at start, safe against ident reuse), else the live thread's name."""
+    if fallback:
+        return fallback
     th = _threading()
     if th is not None:
         t = th._active.get(ident)
@@ -175,7 +180,7 @@ def _stack(frame) -> list[str]:
 
 
 def _enrich_thread(t: dict, frames: dict) -> dict:
-    t["name"] = _name_of(t["ident"], t.get("name"))
+    t["name"] = _name_of(t["ident"], t.get("name") if not str(t.get("name", "")).startswith("Thread 0x") else None)
     t["traceback"] = "".join(_stack(frames.get(t["ident"])))
     return t
 
@@ -265,7 +270,7 @@ def _report_inversion(inv: dict) -> None:
 
 
 def _report_leaks(leaks: list) -> None:
-    if not (_config.deadlock or _config.lock_order):
+    if not _config.leaks:
         return
     lines = []
     for lk in leaks:
@@ -299,6 +304,7 @@ def enabled() -> dict:
         "trace": _config.trace,
         "hang_timeout": _config.hang_timeout,
         "dump_signal": _config.dump_signal,
+        "leaks": _config.leaks,
     }
 
 
@@ -338,7 +344,7 @@ def _parse_signal(sig):
 
 
 def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_timeout=None,
-              dump_signal=None) -> None:
+              dump_signal=None, leaks=False) -> None:
     """Set the diagnostics (replacing earlier settings; all off disables them).
 
     * ``deadlock``: ``None`` (off), ``"warn"`` (print a report, keep waiting)
@@ -350,7 +356,9 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
     * ``hang_timeout``: seconds; a watchdog dumps every thread when a wait
       lasts longer (once per wait);
     * ``dump_signal``: a signal (number or name, e.g. ``"SIGUSR1"``) that
-      makes the process :func:`dump` to stderr.
+      makes the process :func:`dump` to stderr;
+    * ``leaks``: report RLocks still owned by a thread when it exits (they can
+      never be released).
 
     Best called before threads and locks are created (``python -m rsthread``
     and ``RSTHREAD_DIAG`` do); locks created earlier are tracked with an
@@ -380,11 +388,14 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
         trace = os.fspath(trace)
     if hang_timeout:
         flags |= _diag.HANG
+    if leaks and not flags:
+        flags |= _diag.DEADLOCK  # bookkeeping of holds needs diagnostics on
     _config.deadlock = deadlock
     _config.lock_order = bool(lock_order)
     _config.profile = bool(profile)
     _config.trace = trace or None
     _config.hang_timeout = hang_timeout
+    _config.leaks = bool(leaks)
     _config.pid = os.getpid()
     if flags:
         _register_threads()
@@ -429,6 +440,8 @@ def _parse_env(value: str) -> dict:
             opts["hang_timeout"] = float(val or 10)
         elif key == "dump-signal":
             opts["dump_signal"] = val or "SIGUSR1"
+        elif key == "leaks":
+            opts["leaks"] = True
         elif key == "all":
             opts.update(deadlock="warn", lock_order=True, profile=True)
         else:
@@ -594,7 +607,10 @@ def dump(file=None) -> None:
                 tail = f"-> {_name_of(end['thread']['ident'], end['thread'].get('name'))!r} (running)"
             elif kind == "cycle":
                 first = c["links"][end["start"]]
-                tail = f"-> {first['name']!r}  DEADLOCK (cycle)"
+                if any(link["timed"] for link in c["links"][end["start"]:]):
+                    tail = f"-> {first['name']!r}  CYCLE (a wait with a timeout will break it)"
+                else:
+                    tail = f"-> {first['name']!r}  DEADLOCK (cycle)"
             elif kind == "holder-exited":
                 tail = f"-> exited thread {end['ident']:#x} (the lock can never be released)"
             else:

@@ -99,7 +99,8 @@ struct CodeInfo {
 #[derive(Default)]
 struct SiteCache {
     codes: HashMap<usize, CodeInfo>,
-    sites: HashMap<(usize, i32), SiteId>,
+    /// (code, line, innermost skipped code or 0, its line) -> site.
+    sites: HashMap<(usize, i32, usize, i32), SiteId>,
 }
 
 static SITE_CACHE: Mutex<Option<SiteCache>> = Mutex::new(None);
@@ -108,8 +109,14 @@ fn cache() -> std::sync::MutexGuard<'static, Option<SiteCache>> {
     SITE_CACHE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn skipped_file(f: &str) -> bool {
-    f.ends_with("/threading.py") || f.ends_with("/queue.py") || f.contains("/concurrent/")
+/// Frames that are not a useful site: the synchronization libraries (except
+/// their module-level code, which creates their global locks) and the import
+/// machinery.
+fn skipped_code(file: &str, func: &str) -> bool {
+    if file.starts_with("<frozen importlib") {
+        return true;
+    }
+    func != "<module>" && (file.ends_with("/threading.py") || file.ends_with("/queue.py") || file.contains("/concurrent/"))
 }
 
 /// Whether the code object is skipped, computing its info on first sight.
@@ -120,27 +127,46 @@ fn code_skip(code: &Bound<'_, PyAny>) -> bool {
     }
     let file = code.getattr("co_filename").and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".into());
     let func = code.getattr("co_name").and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".into());
-    let skip = skipped_file(&file);
+    let skip = skipped_code(&file, &func);
     let info = CodeInfo { _code: code.clone().unbind(), skip, file, func };
     cache().get_or_insert_with(Default::default).codes.insert(key, info);
     skip
 }
 
-fn site_of(code: &Bound<'_, PyAny>, line: i32) -> SiteId {
-    let key = (code.as_ptr() as usize, line);
+fn site_name_of(c: &SiteCache, code: usize, line: i32) -> Option<String> {
+    c.codes.get(&code).map(|i| format!("{}:{} in {}", i.file, line, i.func))
+}
+
+fn basename(f: &str) -> &str {
+    f.rsplit('/').next().unwrap_or(f)
+}
+
+/// The site of frame (`code`, `line`), reached from the innermost frame
+/// (`inner`) when that one was skipped: `"file:line in func (via
+/// threading.py:236 in __init__)"`, so that locks created (or acquired) at
+/// different places inside a library called from one line stay distinct.
+fn site_of(code: &Bound<'_, PyAny>, line: i32, inner: Option<(&Bound<'_, PyAny>, i32)>) -> SiteId {
+    let ck = code.as_ptr() as usize;
+    let ik = inner.map_or((0, 0), |(c, l)| (c.as_ptr() as usize, l));
+    let key = (ck, line, ik.0, ik.1);
     let mut g = cache();
     let c = g.get_or_insert_with(Default::default);
     if let Some(&s) = c.sites.get(&key) {
         return s;
     }
-    let Some(info) = c.codes.get(&key.0) else { return UNKNOWN_SITE };
-    let s = diag::intern_site(&format!("{}:{} in {}", info.file, line, info.func));
+    let Some(mut name) = site_name_of(c, ck, line) else { return UNKNOWN_SITE };
+    if let Some(i) = c.codes.get(&ik.0) {
+        name = format!("{name} (via {}:{} in {})", basename(&i.file), ik.1, i.func);
+    }
+    let s = diag::intern_site(&name);
     c.sites.insert(key, s);
     s
 }
 
 /// The calling Python code's site: the first frame outside threading.py,
-/// queue.py and concurrent/ within a few levels, else the innermost frame.
+/// queue.py and concurrent/ (their module-level code excepted) and the import
+/// machinery, within a few levels, plus the innermost frame when it was
+/// skipped; else the innermost frame.
 pub(crate) fn caller_site(py: Python<'_>) -> SiteId {
     // SAFETY: attached; PyEval_GetFrame returns a borrowed frame or NULL.
     let Some(mut frame) = (unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame().cast()) }) else {
@@ -149,13 +175,13 @@ pub(crate) fn caller_site(py: Python<'_>) -> SiteId {
     let mut first: Option<(Bound<'_, PyAny>, i32)> = None;
     for _ in 0..MAX_FRAMES {
         let f = frame.as_ptr().cast::<ffi::PyFrameObject>();
-        // SAFETY: `f` is a live frame; both calls return new references / ints.
+        // SAFETY: `f` is a live frame; returns a new reference.
         let code = unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyFrame_GetCode(f).cast()) };
         // SAFETY: as above.
         let line = unsafe { ffi::PyFrame_GetLineNumber(f) };
         let Some(code) = code else { break };
         if !code_skip(&code) {
-            return site_of(&code, line);
+            return site_of(&code, line, first.as_ref().map(|(c, l)| (c, *l)));
         }
         if first.is_none() {
             first = Some((code, line));
@@ -167,7 +193,7 @@ pub(crate) fn caller_site(py: Python<'_>) -> SiteId {
         }
     }
     match first {
-        Some((code, line)) => site_of(&code, line),
+        Some((code, line)) => site_of(&code, line, None),
         None => UNKNOWN_SITE,
     }
 }

@@ -584,7 +584,11 @@ impl State {
                 self.order.add_edge(from, to, rec).map(|edges| (false, edges))
             };
             if let Some((same_class, edges)) = found {
-                if best.as_ref().is_none_or(|b| edges.len() < b.edges.len()) {
+                // An edge recorded while its held lock still looked like a
+                // mutex, before another thread released it (a signal lock:
+                // its "hold" orders nothing), is no evidence.
+                let stale = edges.iter().any(|e| self.locks.get(&e.from_lock).is_some_and(|l| !l.orders()));
+                if !stale && best.as_ref().is_none_or(|b| edges.len() < b.edges.len()) {
                     best = Some(OrderInversion { thread: t, at_ns: cx.now, same_class, edges });
                 }
             }
@@ -707,7 +711,14 @@ impl State {
 
     fn all_blocked(&self, report_timed: bool) -> bool {
         let waiting = if report_timed { self.waiting_untimed + self.waiting_timed } else { self.waiting_untimed };
-        !self.threads.is_empty() && waiting == self.threads.len()
+        if self.threads.is_empty() || waiting != self.threads.len() {
+            return false;
+        }
+        // A thread whose lock was released has not woken up yet, but it is
+        // not blocked: it will take the lock (a notify just happened).
+        self.threads
+            .values()
+            .all(|r| r.wait.is_some_and(|w| self.locks.get(&w.lock).is_some_and(|l| l.holder.is_some())))
     }
 
     /// Follow the wait-for chain from `start` (which should be waiting).

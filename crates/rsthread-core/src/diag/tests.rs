@@ -850,3 +850,40 @@ fn diagnostics_is_thread_safe() {
     assert!(d.snapshot().threads.is_empty());
     assert_eq!(d.stats().iter().map(|s| s.acquisitions).sum::<u64>(), 8000);
 }
+
+#[test]
+fn waiter_whose_lock_was_released_is_not_blocked() {
+    // Condition.wait's waiter pattern: main's waiter lock was just released
+    // (notify) but main has not woken yet when thread 2 starts to wait on its
+    // own waiter lock: main is not blocked, so no "all blocked" report.
+    let d = diag(DEADLOCK);
+    start(&d, 1);
+    start(&d, 2);
+    d.acquired(1, 10, UNKNOWN_SITE, false, 0);
+    assert_eq!(d.wait_begin(1, 10, false), None);
+    d.released(2, 10); // notify by thread 2; thread 1 still asleep
+    d.acquired(2, 20, UNKNOWN_SITE, false, 0);
+    assert_eq!(d.wait_begin(2, 20, false), None, "thread 1 is about to run");
+    // Once thread 1 is really blocked again, the self-wait of 2 is reported.
+    d.wait_end(1, 10, true);
+    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    d.acquired(1, 30, UNKNOWN_SITE, false, 0);
+    let dl = d.wait_begin(1, 30, false).expect("both wait on locks they hold");
+    assert_eq!(dl.rule, DeadlockRule::AllBlocked);
+}
+
+#[test]
+fn no_inversion_through_a_lock_later_released_by_another_thread() {
+    // test_threading's test_tstate_lock: main takes `started` then `finish`;
+    // a child releases `started` (a signal), main takes `started` again while
+    // holding `finish`.
+    let d = diag(LOCK_ORDER);
+    start(&d, 1);
+    start(&d, 2);
+    d.lock_created(10, LockKind::Lock, site("t.py:1 in started"));
+    d.lock_created(20, LockKind::Lock, site("t.py:2 in finish"));
+    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    assert_eq!(d.acquired(1, 20, UNKNOWN_SITE, true, 0), None);
+    d.released(2, 10);
+    assert_eq!(d.acquired(1, 10, UNKNOWN_SITE, true, 0), None, "started is a signal lock");
+}
