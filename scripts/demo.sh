@@ -8,6 +8,8 @@ scripts/setup.sh
 mkdir -p out
 echo
 echo "\$ python -m rsthread --deadlock warn --lock-order --profile --trace out/trace.json examples/dining_philosophers.py"
-.venv/bin/python -m rsthread --deadlock warn --lock-order --profile --trace out/trace.json examples/dining_philosophers.py
+status=0
+.venv/bin/python -m rsthread --deadlock warn --lock-order --profile --trace out/trace.json examples/dining_philosophers.py || status=$?
 echo
+echo "demo: the program exited with status $status (it deadlocks on purpose and gives up after 2 s)." 
 echo "demo: the timeline is in out/trace.json: open https://ui.perfetto.dev and drag the file in."

@@ -9,7 +9,7 @@
 //! visible to us.
 
 use crate::lock::{Acquire, RawLock};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::timeout::Deadline;
 
 /// Why an RLock release failed.
@@ -28,13 +28,15 @@ pub struct CountOverflow;
 pub struct RawRLock {
     lock: RawLock,
     owner: AtomicU64,
-    count: AtomicU64,
+    /// u32 keeps `RLock` objects as small as stock's; 4 billion levels of
+    /// re-entry raise `CountOverflow` (stock: 2^64).
+    count: AtomicU32,
 }
 
 impl RawRLock {
     /// A new, unowned RLock.
     pub fn new() -> RawRLock {
-        RawRLock { lock: RawLock::new(), owner: AtomicU64::new(0), count: AtomicU64::new(0) }
+        RawRLock { lock: RawLock::new(), owner: AtomicU64::new(0), count: AtomicU32::new(0) }
     }
 
     /// If `me` already owns it, count one more level and return `Some`.
@@ -43,7 +45,7 @@ impl RawRLock {
         // Relaxed: see the module notes; only `me` stores `me`.
         if self.count.load(Ordering::Relaxed) > 0 && self.owner.load(Ordering::Relaxed) == me {
             let c = self.count.load(Ordering::Relaxed);
-            if c == u64::MAX {
+            if c == u32::MAX {
                 return Some(Err(CountOverflow));
             }
             // Relaxed: only the owner writes the count.
@@ -54,7 +56,7 @@ impl RawRLock {
     }
 
     #[inline]
-    fn set_owner(&self, me: u64, count: u64) {
+    fn set_owner(&self, me: u64, count: u32) {
         // Relaxed: we hold the inner lock, whose Acquire ordered us after the last owner.
         self.owner.store(me, Ordering::Relaxed);
         self.count.store(count, Ordering::Relaxed);
@@ -111,13 +113,14 @@ impl RawRLock {
         let owner = self.owner.load(Ordering::Relaxed);
         self.set_owner(0, 0);
         let _ = self.lock.release();
-        Some((c, owner))
+        Some((u64::from(c), owner))
     }
 
     /// Record `owner`/`count` after the inner lock has been taken by
     /// [`acquire_contended`](Self::acquire_contended) or `try_acquire`.
+    /// A count above `u32::MAX` is clamped (it cannot come from `release_save`).
     pub fn restore(&self, owner: u64, count: u64) {
-        self.set_owner(owner, count);
+        self.set_owner(owner, u32::try_from(count).unwrap_or(u32::MAX));
     }
 
     /// Take the inner lock without blocking and without touching owner/count
@@ -139,7 +142,7 @@ impl RawRLock {
 
     /// Recursion count (a snapshot).
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        u64::from(self.count.load(Ordering::Relaxed))
     }
 
     /// Whether `me` owns it.
