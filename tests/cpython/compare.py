@@ -27,6 +27,7 @@ def run(suite: str, stock: bool, env_extra: dict[str, str]) -> dict[str, object]
     env = dict(os.environ, **env_extra)
     if stock:
         env.pop("RSTHREAD_DIAG", None)
+        env.pop("RSTHREAD", None)
     t0 = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
     dt = time.monotonic() - t0

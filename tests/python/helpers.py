@@ -16,6 +16,7 @@ def run_py(code: str, *, rsthread: bool = True, timeout: float = 60, env: dict |
     src = (PRELUDE_RSTHREAD if rsthread else PRELUDE_STOCK) + textwrap.dedent(code)
     e = dict(os.environ)
     e.pop("RSTHREAD_DIAG", None)
+    e.pop("RSTHREAD", None)
     e["PYTHONFAULTHANDLER"] = "1"
     if env:
         e.update(env)

@@ -381,3 +381,21 @@ def test_runner_matches_python(tmp_path):
     h = subprocess.run([sys.executable, "-m", "rsthread", "--help"], capture_output=True, text=True, timeout=60)
     for opt in ("--deadlock", "--lock-order", "--profile", "--trace", "--hang-timeout", "--dump-signal", "-m MODULE"):
         assert opt in h.stdout
+
+
+def test_env_var_installs_at_startup_in_children():
+    code = (
+        "import sys, subprocess, threading, _thread\n"
+        "import rsthread\n"
+        "print(rsthread.installed(), _thread is rsthread._thread)\n"
+        "out = subprocess.run([sys.executable, '-c', 'import threading, rsthread; print(rsthread.installed())'],"
+        " capture_output=True, text=True).stdout.strip()\n"
+        "print(out)\n"
+    )
+    env = dict(os.environ, RSTHREAD="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True"]
+    env["RSTHREAD"] = "0"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert r.stdout.split() == ["False", "False", "False"], r.stderr
