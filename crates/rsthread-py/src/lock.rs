@@ -641,6 +641,64 @@ mod fast {
         }
     }
 
+    unsafe extern "C" fn rlock_is_owned(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        // SAFETY: as in rlock_acquire.
+        unsafe {
+            let py = Python::assume_attached();
+            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
+            py_bool(this.get()._is_owned())
+        }
+    }
+
+    unsafe extern "C" fn rlock_release_save(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        // SAFETY: as in rlock_acquire; `ret` builds the (count, owner) tuple.
+        unsafe {
+            let py = Python::assume_attached();
+            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
+            ret(py, this.get()._release_save(), |(c, o)| {
+                let t = ffi::PyTuple_New(2);
+                if !t.is_null() {
+                    ffi::PyTuple_SET_ITEM(t, 0, ffi::PyLong_FromUnsignedLongLong(c));
+                    ffi::PyTuple_SET_ITEM(t, 1, ffi::PyLong_FromUnsignedLongLong(o));
+                }
+                t
+            })
+        }
+    }
+
+    unsafe extern "C" fn rlock_acquire_restore(
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: as in rlock_acquire; the fast shape is one exact 2-tuple of
+        // exact ints, read with the masking conversion of the "k" format.
+        unsafe {
+            let py = Python::assume_attached();
+            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
+            let l = this.get();
+            if kwnames.is_null() && ffi::PyVectorcall_NARGS(nargsf as usize) == 1 && diag::flags() == 0 {
+                let st = *args;
+                if ffi::PyTuple_CheckExact(st) != 0 && ffi::PyTuple_GET_SIZE(st) == 2 {
+                    let (c, o) = (ffi::PyTuple_GET_ITEM(st, 0), ffi::PyTuple_GET_ITEM(st, 1));
+                    if ffi::PyLong_CheckExact(c) != 0 && ffi::PyLong_CheckExact(o) != 0 {
+                        let count = ffi::PyLong_AsUnsignedLongMask(c) as u64;
+                        let owner = ffi::PyLong_AsUnsignedLongMask(o) as u64;
+                        if !l.raw.try_acquire_inner() {
+                            // Not interruptible, like stock.
+                            py.detach(|| l.raw.acquire_inner_blocking());
+                        }
+                        l.raw.restore(owner, count);
+                        return py_none();
+                    }
+                }
+            }
+            let r = general(py, args, nargsf, kwnames).and_then(|(a, k)| l._acquire_restore(py, &a, k.as_ref()));
+            ret(py, r, |()| py_none())
+        }
+    }
+
     enum Entry {
         Fast(Fast),
         NoArgs(NoArgs),
@@ -692,6 +750,9 @@ mod fast {
             (c"__enter__", Entry::Fast(rlock_acquire)),
             (c"release", Entry::NoArgs(rlock_release)),
             (c"__exit__", Entry::Fast(rlock_exit)),
+            (c"_is_owned", Entry::NoArgs(rlock_is_owned)),
+            (c"_release_save", Entry::NoArgs(rlock_release_save)),
+            (c"_acquire_restore", Entry::Fast(rlock_acquire_restore)),
         ] {
             install_one(&rlock, n, e)?;
         }
