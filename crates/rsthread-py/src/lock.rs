@@ -100,43 +100,7 @@ impl PyLock {
         self.acquire_ns(py, timeout)
     }
 
-    /// acquire(blocking=True, timeout=-1) -> bool
-    /// (acquire_lock() is an obsolete synonym)
-    ///
-    /// Lock the lock.  Without argument, this blocks if the lock is already
-    /// locked (even by the same thread), waiting for another thread to release
-    /// the lock, and return True once the lock is acquired.
-    /// With an argument, this will only block if the argument is true,
-    /// and the return value reflects whether the lock is acquired.
-    /// The blocking operation is interruptible.
-    #[pyo3(signature = (*args, **kwargs), text_signature = None)]
-    fn acquire_lock(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<bool> {
-        self.acquire(py, args, kwargs)
-    }
 
-    /// acquire(blocking=True, timeout=-1) -> bool
-    /// (acquire_lock() is an obsolete synonym)
-    ///
-    /// Lock the lock.  Without argument, this blocks if the lock is already
-    /// locked (even by the same thread), waiting for another thread to release
-    /// the lock, and return True once the lock is acquired.
-    /// With an argument, this will only block if the argument is true,
-    /// and the return value reflects whether the lock is acquired.
-    /// The blocking operation is interruptible.
-    #[pyo3(signature = (*args, **kwargs), text_signature = None)]
-    fn __enter__(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<bool> {
-        self.acquire(py, args, kwargs)
-    }
 
     /// release()
     /// (release_lock() is an obsolete synonym)
@@ -152,28 +116,7 @@ impl PyLock {
         self.raw.release().map_err(|_| errors::release_unlocked())
     }
 
-    /// release()
-    /// (release_lock() is an obsolete synonym)
-    ///
-    /// Release the lock, allowing another thread that is blocked waiting for
-    /// the lock to acquire the lock.  The lock must be in the locked state,
-    /// but it needn't be locked by the same thread that unlocks it.
-    #[pyo3(text_signature = None)]
-    fn release_lock(&self) -> PyResult<()> {
-        self.release()
-    }
 
-    /// release()
-    /// (release_lock() is an obsolete synonym)
-    ///
-    /// Release the lock, allowing another thread that is blocked waiting for
-    /// the lock to acquire the lock.  The lock must be in the locked state,
-    /// but it needn't be locked by the same thread that unlocks it.
-    #[pyo3(signature = (*_args, **kwargs), text_signature = None)]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        crate::args::no_keywords("lock.__exit__", kwargs)?;
-        self.release()
-    }
 
     /// locked() -> bool
     /// (locked_lock() is an obsolete synonym)
@@ -274,29 +217,6 @@ impl PyRLock {
         acquire_timed(py, timeout, |d| self.raw.acquire_contended(me, d))
     }
 
-    /// acquire(blocking=True) -> bool
-    ///
-    /// Lock the lock.  `blocking` indicates whether we should wait
-    /// for the lock to be available or not.  If `blocking` is False
-    /// and another thread holds the lock, the method will return False
-    /// immediately.  If `blocking` is True and another thread holds
-    /// the lock, the method will wait for the lock to be released,
-    /// take it and then return True.
-    /// (note: the blocking operation is interruptible.)
-    ///
-    /// In all other cases, the method will return True immediately.
-    /// Precisely, if the current thread already holds the lock, its
-    /// internal counter is simply incremented. If nobody holds the lock,
-    /// the lock is taken and its internal counter initialized to 1.
-    #[pyo3(signature = (*args, **kwargs), text_signature = None)]
-    fn __enter__(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<bool> {
-        self.acquire(py, args, kwargs)
-    }
 
     /// release()
     ///
@@ -319,21 +239,6 @@ impl PyRLock {
             .map_err(|_| PyRuntimeError::new_err("cannot release un-acquired lock"))
     }
 
-    /// release()
-    ///
-    /// Release the lock, allowing another thread that is blocked waiting for
-    /// the lock to acquire the lock.  The lock must be in the locked state,
-    /// and must be locked by the same thread that unlocks it; otherwise a
-    /// `RuntimeError` is raised.
-    ///
-    /// Do note that if the lock was acquire()d several times in a row by the
-    /// current thread, release() needs to be called as many times for the lock
-    /// to be available for other threads.
-    #[pyo3(signature = (*_args, **kwargs), text_signature = None)]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        crate::args::no_keywords("RLock.__exit__", kwargs)?;
-        self.release()
-    }
 
     /// _is_owned() -> bool
     ///
@@ -704,11 +609,11 @@ mod fast {
         NoArgs(NoArgs),
     }
 
-    fn install_one(tp: &Bound<'_, pyo3::types::PyType>, name: &'static std::ffi::CStr, entry: Entry) -> PyResult<()> {
+    fn install_one(tp: &Bound<'_, pyo3::types::PyType>, name: &'static std::ffi::CStr, doc_of: &str, entry: Entry) -> PyResult<()> {
         let py = tp.py();
-        // Keep the documented docstring of the method being replaced.
+        // Stock's aliases share one docstring: take it from the PyO3 method `doc_of`.
         let doc: Option<std::ffi::CString> = tp
-            .getattr(name.to_str().expect("ascii"))?
+            .getattr(doc_of)?
             .getattr("__doc__")?
             .extract::<Option<String>>()?
             .map(|d| std::ffi::CString::new(d).expect("no NUL in docstrings"));
@@ -734,27 +639,28 @@ mod fast {
     /// Replace the hot methods of `lock` and `RLock` by the raw entry points.
     pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
         let lock = py.get_type::<PyLock>();
-        for (n, e) in [
-            (c"acquire", Entry::Fast(lock_acquire)),
-            (c"acquire_lock", Entry::Fast(lock_acquire)),
-            (c"__enter__", Entry::Fast(lock_acquire)),
-            (c"release", Entry::NoArgs(lock_release)),
-            (c"release_lock", Entry::NoArgs(lock_release)),
-            (c"__exit__", Entry::Fast(lock_exit)),
+        // The aliases come last: their docstrings are read from the PyO3 methods.
+        for (n, d, e) in [
+            (c"acquire_lock", "acquire", Entry::Fast(lock_acquire)),
+            (c"__enter__", "acquire", Entry::Fast(lock_acquire)),
+            (c"release_lock", "release", Entry::NoArgs(lock_release)),
+            (c"__exit__", "release", Entry::Fast(lock_exit)),
+            (c"acquire", "acquire", Entry::Fast(lock_acquire)),
+            (c"release", "release", Entry::NoArgs(lock_release)),
         ] {
-            install_one(&lock, n, e)?;
+            install_one(&lock, n, d, e)?;
         }
         let rlock = py.get_type::<PyRLock>();
-        for (n, e) in [
-            (c"acquire", Entry::Fast(rlock_acquire)),
-            (c"__enter__", Entry::Fast(rlock_acquire)),
-            (c"release", Entry::NoArgs(rlock_release)),
-            (c"__exit__", Entry::Fast(rlock_exit)),
-            (c"_is_owned", Entry::NoArgs(rlock_is_owned)),
-            (c"_release_save", Entry::NoArgs(rlock_release_save)),
-            (c"_acquire_restore", Entry::Fast(rlock_acquire_restore)),
+        for (n, d, e) in [
+            (c"__enter__", "acquire", Entry::Fast(rlock_acquire)),
+            (c"__exit__", "release", Entry::Fast(rlock_exit)),
+            (c"acquire", "acquire", Entry::Fast(rlock_acquire)),
+            (c"release", "release", Entry::NoArgs(rlock_release)),
+            (c"_is_owned", "_is_owned", Entry::NoArgs(rlock_is_owned)),
+            (c"_release_save", "_release_save", Entry::NoArgs(rlock_release_save)),
+            (c"_acquire_restore", "_acquire_restore", Entry::Fast(rlock_acquire_restore)),
         ] {
-            install_one(&rlock, n, e)?;
+            install_one(&rlock, n, d, e)?;
         }
         Ok(())
     }
