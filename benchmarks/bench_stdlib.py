@@ -223,10 +223,20 @@ class ChildFailed(Exception):
     pass
 
 
+# RSTHREAD_DIAG for the rsthread child (--diag); None: inherited as is.
+DIAG_SPEC = None
+
+
 def run_child(impl: str, name: str, n: int, timeout: float) -> dict:
     import subprocess
     cmd = [sys.executable, os.path.abspath(__file__), "--child", impl, name, str(n)]
     env = dict(os.environ, BENCH_CHILD_TIMEOUT=str(max(1.0, timeout - 5)))
+    if DIAG_SPEC is not None:
+        env.pop("RSTHREAD_DIAG", None)
+        if impl == "rsthread" and DIAG_SPEC:
+            # Applied by the child's own `import rsthread`; RSTHREAD=0 keeps
+            # the start-up hook from installing before the child's check.
+            env.update(RSTHREAD_DIAG=DIAG_SPEC, RSTHREAD="0")
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:
@@ -260,6 +270,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT", help="write the results as JSON")
     ap.add_argument("--stock-only", action="store_true", help="measure stock threading only")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per child (default 120)")
+    ap.add_argument("--diag", metavar="SPEC",
+                    help="RSTHREAD_DIAG for the rsthread child only (e.g. 'hang=10'; '' for none), "
+                         "to measure the diagnostics' overhead")
     ap.add_argument("--child", nargs=3, metavar=("IMPL", "WORKLOAD", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -268,6 +281,8 @@ def main(argv=None) -> int:
         child(impl, name, int(n))
         return 0
 
+    global DIAG_SPEC
+    DIAG_SPEC = args.diag
     if args.quick:
         args.repeats = min(args.repeats, 2)
         args.scale *= 0.1
@@ -295,6 +310,7 @@ def main(argv=None) -> int:
         "repeats": args.repeats,
         "scale": args.scale,
         "loadavg_start": loadavg(),
+        "diag": args.diag,
     }
     other_load = OtherLoad()
     t_start = time.monotonic()

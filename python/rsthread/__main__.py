@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-signal", metavar="SIGNAL",
                    help="print a dump of every thread, the locks it holds and waits for, on "
                         "receipt of SIGNAL (e.g. SIGUSR1)")
+    p.add_argument("--leaks", action="store_true",
+                   help="report locks a thread still holds when it exits: an RLock at once, "
+                        "a plain lock nobody released at exit (also on with --hang-timeout/--dump-signal)")
     p.add_argument("-m", dest="module", metavar="MODULE",
                    help="run library module MODULE as a script (like python -m)")
     p.add_argument("target", nargs="?", metavar="script.py", help="the program to run")
@@ -74,6 +77,8 @@ def _diag_options(ns: argparse.Namespace) -> dict:
         "trace": ns.trace,
         "hang_timeout": ns.hang_timeout,
         "dump_signal": ns.dump_signal,
+        # None, not False: --hang-timeout/--dump-signal turn leak reports on by default.
+        "leaks": ns.leaks or None,
     }
 
 

@@ -344,7 +344,7 @@ def _parse_signal(sig):
 
 
 def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_timeout=None,
-              dump_signal=None, leaks=False) -> None:
+              dump_signal=None, leaks=None, *, _from_env=False) -> None:
     """Set the diagnostics (replacing earlier settings; all off disables them).
 
     * ``deadlock``: ``None`` (off), ``"warn"`` (print a report, keep waiting)
@@ -357,8 +357,11 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
       lasts longer (once per wait);
     * ``dump_signal``: a signal (number or name, e.g. ``"SIGUSR1"``) that
       makes the process :func:`dump` to stderr;
-    * ``leaks``: report RLocks still owned by a thread when it exits (they can
-      never be released).
+    * ``leaks``: report an RLock still owned by a thread when it exits (it
+      can never be released), at once; and at exit, plain locks that a thread
+      left held when it exited and that nobody released since (locks used
+      for hand-offs, released by other threads, are not reported). ``None``
+      (the default): on with ``hang_timeout`` or ``dump_signal``.
 
     Best called before threads and locks are created (``python -m rsthread``
     and ``RSTHREAD_DIAG`` do); locks created earlier are tracked with an
@@ -386,10 +389,13 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
     if trace:
         flags |= _diag.TRACE
         trace = os.fspath(trace)
-    if hang_timeout:
-        flags |= _diag.HANG
-    if leaks and not flags:
-        flags |= _diag.DEADLOCK  # bookkeeping of holds needs diagnostics on
+    if leaks is None:
+        leaks = bool(hang_timeout or sig is not None)
+    if hang_timeout or sig is not None or leaks:
+        flags |= _diag.HANG  # bookkeeping of holds and waits, nothing else
+    if flags:
+        import linecache  # noqa: F401  (imported now: never inside a report)
+        import traceback  # noqa: F401
     _config.deadlock = deadlock
     _config.lock_order = bool(lock_order)
     _config.profile = bool(profile)
@@ -413,7 +419,14 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
     if sig is not None and sig != _config.dump_signal:
         import signal
 
-        signal.signal(sig, _on_dump_signal)
+        try:
+            signal.signal(sig, _on_dump_signal)
+        except ValueError:
+            # Not the main thread of the main interpreter (a subinterpreter
+            # inheriting RSTHREAD_DIAG, say): the main interpreter dumps.
+            if not _from_env:
+                raise
+            sig = None
     _config.dump_signal = sig
     if hang_timeout:
         _start_watchdog()
@@ -466,7 +479,7 @@ def configure_from_env() -> bool:
             root, ext = os.path.splitext(trace)
             opts["trace"] = f"{root}.{os.getpid()}{ext}"
         if opts:
-            configure(**opts)
+            configure(**opts, _from_env=True)
         return bool(opts)
     except ValueError as e:
         _write(f"rsthread: ignoring {ENV_VAR}={value!r}: {e}\n")
@@ -496,17 +509,31 @@ def reset_stats() -> None:
     _diag.reset_stats()
 
 
-def snapshot() -> dict:
-    """Every thread known to diagnostics: ``{"threads": [...]}``, each with
-    ``ident``, ``native_id``, ``name``, ``held`` (locks, oldest first) and
-    ``waiting`` (``None`` or the lock waited for, its ``holder``, ``waited``
-    seconds, ``timed``)."""
+def snapshot(stacks: bool = True) -> dict:
+    """Every thread known to diagnostics, as plain JSON-serialisable data:
+    ``{"threads": [...], "wait_chains": [...]}``. Each thread has ``ident``,
+    ``native_id``, ``name``, ``held`` (locks, oldest first: ``lock`` with
+    ``id``, ``kind``, ``site``; ``acquire_site``, ``held_for`` seconds,
+    ``depth``), ``waiting`` (``None`` or the ``lock`` waited for, its
+    ``holder``, ``waited`` seconds, ``timed``) and, with ``stacks``, ``stack``
+    (``"file:line in function"`` strings, outermost first). ``wait_chains``
+    is :func:`wait_chains`."""
     snap = _diag.snapshot()
+    frames = _frames() if stacks else {}
     for t in snap["threads"]:
         t["name"] = _name_of(t["ident"], t.get("name"))
         w = t["waiting"]
         if w and w["holder"]:
             w["holder"]["name"] = _name_of(w["holder"]["ident"], w["holder"].get("name"))
+        if stacks:
+            st = []
+            f = frames.get(t["ident"])
+            while f is not None:
+                st.append(f"{f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}")
+                f = f.f_back
+            t["stack"] = st[::-1]
+    if stacks:
+        snap["wait_chains"] = wait_chains()
     return snap
 
 
@@ -548,75 +575,215 @@ def format_stats(rows: list[dict] | None = None, limit: int = 30) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dump(file=None) -> None:
-    """Print every thread (jstack-like): name, ident, native id, what it
-    waits for (lock, holder, for how long), the locks it holds and its
-    traceback; then every wait chain followed to its end (a cycle is
-    labelled DEADLOCK)."""
-    file = sys.stderr if file is None else file
-    frames = _frames()
-    snap = {t["ident"]: t for t in snapshot()["threads"]}
+def _where(frame) -> str:
+    """``file:line in func: source`` of a frame (the innermost Python frame of
+    a thread: a thread blocked in C code or a system call, such as
+    ``time.sleep`` or ``sock.recv``, shows the Python line that called it)."""
+    import linecache
+
+    if frame is None:
+        return "<no Python frame>"
+    code = frame.f_code
+    src = linecache.getline(code.co_filename, frame.f_lineno).strip()
+    where = f"{_short(code.co_filename)}:{frame.f_lineno} in {code.co_name}"
+    return f"{where}: {src}" if src else where
+
+
+def _is_self_wait(link: dict) -> bool:
+    """A thread waiting for a plain lock it holds itself: a Condition/Event/
+    queue waiter lock (released by whoever notifies it), not a hang."""
+    return link.get("holder") == link["ident"] and link["lock"]["kind"] == "Lock"
+
+
+def _what_waited(link: dict, holder_name: str | None) -> str:
+    lock = link["lock"]
+    if _is_sentinel(lock):
+        return f"waits for thread {holder_name!r} to end (join)" if holder_name else "waits for a thread to end (join)"
+    if _is_self_wait(link):
+        return f"waits to be notified (on its own waiter {_lock_label(lock)}: a Condition/Event/queue wait)"
+    who = f" held by {holder_name!r}" if holder_name else ""
+    return f"waits for {_lock_label(lock)}{who}"
+
+
+def _chain_prose(c: dict, frames: dict, firsts: list | None = None) -> str:
+    """``'T1' waits for L1 held by 'T2', which waits for L2 held by 'T3', which
+    is running at file:line``. ``firsts``: other chains that differ from
+    ``c`` only by their first thread (threads piling up on the same lock)."""
+    links = c["links"]
+    end = c["end"]
+    parts = []
+    for i, link in enumerate(links):
+        nxt = links[i + 1]["name"] if i + 1 < len(links) else None
+        if nxt is None:
+            if end["kind"] == "running":
+                nxt = _name_of(end["thread"]["ident"], end["thread"].get("name"))
+            elif end["kind"] == "cycle":
+                nxt = links[end["start"]]["name"]
+        text = _what_waited(link, nxt)
+        if i == 0:
+            firsts = [c] + [o for o in (firsts or []) if o is not c]
+            who = ", ".join(f"{o['links'][0]['name']!r} (for {_dur(o['links'][0]['waited'])})" for o in firsts)
+            if len(firsts) > 1:
+                text = text.replace("waits ", "wait ", 1)
+            parts.append(f"{who} {text}")
+        else:
+            parts.append(f", which {text}")
+    kind = end["kind"]
+    if kind == "running":
+        ident = end["thread"]["ident"]
+        parts.append(f", which is running at {_where(frames.get(ident))}")
+    elif kind == "cycle":
+        if len(links) - end["start"] == 1 and _is_self_wait(links[-1]):
+            pass  # a Condition-style wait ends the chain
+        elif any(link["timed"] for link in links[end["start"]:]):
+            parts.append(": a cycle, which a timeout will break")
+        else:
+            parts.append(": a cycle - DEADLOCK, none of these threads can proceed")
+    elif kind == "holder-exited":
+        parts.append(f"; its holder (thread {end['ident']:#x}) exited without releasing it")
+    else:
+        parts.append("; nobody is known to hold it")
+    return "".join(parts)
+
+
+def _chain_arrows(c: dict, firsts: list | None = None) -> str:
+    firsts = [c] + [o for o in (firsts or []) if o is not c]
+    names = ", ".join(repr(o["links"][0]["name"]) for o in firsts)
+    parts = [f"{link['name']!r} -> {_lock_label(link['lock'])}" for link in c["links"]]
+    parts[0] = f"{names} -> {_lock_label(c['links'][0]['lock'])}"
+    end = c["end"]
+    kind = end["kind"]
+    if kind == "running":
+        tail = f"-> {_name_of(end['thread']['ident'], end['thread'].get('name'))!r} (running)"
+    elif kind == "cycle":
+        first = c["links"][end["start"]]
+        if len(c["links"]) - end["start"] == 1 and _is_self_wait(c["links"][-1]):
+            tail = f"-> {first['name']!r} (waiting to be notified)"
+        elif any(link["timed"] for link in c["links"][end["start"]:]):
+            tail = f"-> {first['name']!r}  CYCLE (a wait with a timeout will break it)"
+        else:
+            tail = f"-> {first['name']!r}  DEADLOCK (cycle)"
+    elif kind == "holder-exited":
+        tail = f"-> exited thread {end['ident']:#x} (the lock can never be released)"
+    else:
+        tail = "-> (no known holder)"
+    return " -> ".join(parts) + " " + tail
+
+
+def _merge_chains(chains: list[dict]) -> list[list[dict]]:
+    """Group chains that differ only by their first thread (not in a cycle)."""
+    groups: dict = {}
+    for c in chains:
+        end = c["end"]
+        if end["kind"] == "cycle" and end["start"] == 0:
+            key = ("own", c["links"][0]["ident"])
+        else:
+            rest = tuple((link["ident"], link["lock"]["id"]) for link in c["links"][1:])
+            key = (c["links"][0]["lock"]["id"], rest, end["kind"], str(end.get("thread", end.get("ident"))),
+                   end.get("start"))
+        groups.setdefault(key, []).append(c)
+    return list(groups.values())
+
+
+def _distinct_chains(chains: list[dict]) -> list[dict]:
+    """Chains without repeats: one contained in a longer one (its tail) is
+    left out, and a cycle is shown once."""
+    out: list[dict] = []
+    shown: list[tuple] = []
+    cycles: set = set()
+    for c in sorted(chains, key=lambda c: -len(c["links"])):
+        ids = tuple(link["ident"] for link in c["links"])
+        if c["end"]["kind"] == "cycle":
+            cyc = frozenset(ids[c["end"]["start"]:])
+            if c["end"]["start"] == 0 and cyc in cycles:
+                continue
+            cycles.add(cyc)
+        elif any(t[len(t) - len(ids):] == ids for t in shown):
+            continue
+        shown.append(ids)
+        out.append(c)
+    return out
+
+
+def _format_thread(ident: int, t: dict | None, frames: dict, th, main) -> list[str]:
+    name = _name_of(ident, t.get("name") if t else None)
+    native = t["native_id"] if t else "?"
+    daemon = ""
+    if th is not None and ident in th._active:
+        daemon = " daemon" if th._active[ident].daemon else ""
+    out = [f"{name!r} ident={ident:#x} native_id={native}{daemon}"]
+    if t and t["waiting"]:
+        w = t["waiting"]
+        if w["holder"]:
+            holder = _name_of(w["holder"]["ident"], w["holder"].get("name"))
+            who = "held by itself" if w["holder"]["ident"] == ident else f"held by {holder!r}"
+        elif w["holder_exited"]:
+            who = f"held by exited thread {w['holder_exited']:#x}"
+        else:
+            who = "no known holder"
+        timed = ", with timeout" if w["timed"] else ""
+        out.append(f"  WAITING for {_lock_label(w['lock'])}, {who}, for {_dur(w['waited'])}{timed}")
+    elif t is not None:
+        out.append("  RUNNABLE (not waiting for an rsthread lock)")
+    else:
+        out.append("  (not tracked by diagnostics)" if _diag.flags() else "  (lock state unknown)")
+    for h in (_visible_held(t["held"]) if t else []):
+        depth = f", depth {h['depth']}" if h["depth"] > 1 else ""
+        out.append(f"  holds {_lock_label(h['lock'])}, acquired at {_short(h['acquire_site'])}, "
+                   f"for {_dur(h['held_for'])}{depth}")
+    stack = _stack(frames.get(ident))
+    if stack:
+        out.append("  Traceback (most recent call last):")
+        for line in "".join(stack).rstrip("\n").split("\n"):
+            out.append("  " + line)
+    return out
+
+
+def _format_dump(frames: dict, snap: dict, chains: list[dict], only: set | None = None) -> str:
+    """The dump text: every thread (or those in ``only``), then ``chains``."""
     idents = list(dict.fromkeys(list(snap) + list(frames)))
+    idents = [i for i in idents if i != _watchdog_ident]
+    total = len(idents)
+    if only is not None:
+        idents = [i for i in idents if i in only]
     th = _threading()
     main = th.main_thread().ident if th is not None else None
     idents.sort(key=lambda i: (i != main, i))
-    out = [f"rsthread: thread dump ({len(idents)} threads)"]
+    if only is None:
+        out = [f"rsthread: thread dump ({total} threads)"]
+    else:
+        out = [f"rsthread: thread dump ({len(idents)} of {total} threads: those in the wait chain)"]
+    if not _diag.flags():
+        out.append("(diagnostics are off: no lock information; enable them, e.g. with "
+                   "RSTHREAD_DIAG=dump-signal=SIGUSR1 or configure(), before the threads start)")
     for ident in idents:
-        t = snap.get(ident)
-        name = _name_of(ident, t.get("name") if t else None)
-        native = t["native_id"] if t else "?"
-        daemon = ""
-        if th is not None and ident in th._active:
-            daemon = " daemon" if th._active[ident].daemon else ""
         out.append("")
-        out.append(f"{name!r} ident={ident:#x} native_id={native}{daemon}")
-        if t and t["waiting"]:
-            w = t["waiting"]
-            if w["holder"]:
-                who = f"held by {_name_of(w['holder']['ident'], w['holder'].get('name'))!r}"
-            elif w["holder_exited"]:
-                who = f"held by exited thread {w['holder_exited']:#x}"
-            else:
-                who = "no known holder"
-            timed = ", with timeout" if w["timed"] else ""
-            out.append(f"  WAITING for {_lock_label(w['lock'])}, {who}, for {_dur(w['waited'])}{timed}")
-        elif t is not None:
-            out.append("  RUNNABLE (not waiting for an rsthread lock)")
-        else:
-            out.append("  (not tracked by diagnostics)")
-        for h in (_visible_held(t["held"]) if t else []):
-            depth = f", depth {h['depth']}" if h["depth"] > 1 else ""
-            out.append(f"  holds {_lock_label(h['lock'])}, acquired at {_short(h['acquire_site'])}, "
-                       f"for {_dur(h['held_for'])}{depth}")
-        stack = _stack(frames.get(ident))
-        if stack:
-            out.append("  Traceback (most recent call last):")
-            for line in "".join(stack).rstrip("\n").split("\n"):
-                out.append("  " + line)
-    chains = wait_chains()
+        out += _format_thread(ident, snap.get(ident), frames, th, main)
+    chains = _distinct_chains(chains)
     if chains:
         out.append("")
         out.append("wait chains:")
-        for c in chains:
-            parts = []
-            for link in c["links"]:
-                parts.append(f"{link['name']!r} -> {_lock_label(link['lock'])}")
-            end = c["end"]
-            kind = end["kind"]
-            if kind == "running":
-                tail = f"-> {_name_of(end['thread']['ident'], end['thread'].get('name'))!r} (running)"
-            elif kind == "cycle":
-                first = c["links"][end["start"]]
-                if any(link["timed"] for link in c["links"][end["start"]:]):
-                    tail = f"-> {first['name']!r}  CYCLE (a wait with a timeout will break it)"
-                else:
-                    tail = f"-> {first['name']!r}  DEADLOCK (cycle)"
-            elif kind == "holder-exited":
-                tail = f"-> exited thread {end['ident']:#x} (the lock can never be released)"
-            else:
-                tail = "-> (no known holder)"
-            out.append("  " + " -> ".join(parts) + " " + tail)
-    _write("\n".join(out) + "\n", file)
+        deadlocks = 0
+        for group in _merge_chains(chains):
+            out.append("  " + _chain_arrows(group[0], group))
+            out.append("    " + _chain_prose(group[0], frames, group))
+            if "DEADLOCK" in out[-2]:
+                deadlocks += 1
+        if deadlocks:
+            out.append(f"DEADLOCK: {deadlocks} wait cycle(s) above can never resolve")
+    return "\n".join(out) + "\n"
+
+
+def dump(file=None) -> None:
+    """Print every thread (jstack-like): name, ident, native id, what it
+    waits for (lock, holder, for how long), the locks it holds and its
+    traceback; then every wait chain followed to its end ("'T1' waits for L1
+    held by 'T2', which waits for L2 held by 'T3', which is running at
+    file:line"; a cycle is labelled DEADLOCK)."""
+    file = sys.stderr if file is None else file
+    frames = _frames()
+    snap = {t["ident"]: t for t in snapshot(stacks=False)["threads"]}
+    _write(_format_dump(frames, snap, wait_chains()), file)
 
 
 def _on_dump_signal(signum, frame) -> None:
@@ -625,35 +792,111 @@ def _on_dump_signal(signum, frame) -> None:
 
 # ----- watchdog --------------------------------------------------------------
 
+_watchdog_ident = None
+
+
+def _hang_worthy(w: dict) -> bool:
+    """A long wait worth a report: for a lock held by another thread (or by
+    nobody left), not a join (the joined thread is just running) nor a
+    Condition/Event/queue wait (a thread waiting on its own waiter lock)."""
+    wait = w["wait"]
+    if _is_sentinel(wait["lock"]):
+        return False
+    holder = wait["holder"]
+    return not (holder and holder["ident"] == w["ident"] and wait["lock"]["kind"] == "Lock")
+
+
+def _chain_key(c: dict, snap: dict):
+    """What a stuck chain is stuck on: a report per distinct cause (a hold
+    by the thread at its end, a cycle of wait episodes...), so waiters piling
+    up behind the same holder do not repeat the report."""
+    end = c["end"]
+    last = c["links"][-1]
+    if end["kind"] == "running":
+        holder = end["thread"]["ident"]
+        t = snap.get(holder)
+        since = next((h.get("since_ns") for h in (t["held"] if t else []) if h["lock"]["id"] == last["lock"]["id"]),
+                     None)
+        return ("running", holder, last["lock"]["id"], since)
+    if end["kind"] == "cycle":
+        eps = []
+        for link in c["links"][end["start"]:]:
+            t = snap.get(link["ident"])
+            eps.append((link["ident"], t["waiting"]["episode"] if t and t["waiting"] else None))
+        return ("cycle", frozenset(eps))
+    first = snap.get(c["links"][0]["ident"])
+    return (end["kind"], last["lock"]["id"],
+            first["waiting"]["episode"] if first and first["waiting"] else None)
+
+
+def _watch_once(timeout: float, reported_eps: set, reported_keys: set) -> None:
+    waits = _diag.longest_waits(timeout)
+    new = []
+    for w in waits:
+        ep = w["wait"]["episode"]
+        if ep in reported_eps:
+            continue
+        reported_eps.add(ep)
+        if _hang_worthy(w):
+            new.append(w)
+    if not new:
+        return
+    frames = _frames()
+    snap = {t["ident"]: t for t in snapshot(stacks=False)["threads"]}
+    all_chains = wait_chains()
+    by_first = {c["links"][0]["ident"]: c for c in all_chains}
+    groups: dict = {}
+    for w in new:
+        c = by_first.get(w["ident"])
+        if c is not None:
+            groups.setdefault(_chain_key(c, snap), []).append((w, c))
+    for key, items in groups.items():
+        lines = []
+        for w, c in items:
+            lines.append(f"rsthread: thread {_name_of(w['ident'], w.get('name'))!r} has been waiting "
+                         f"{_dur(w['wait']['waited'])} for {_lock_label(w['wait']['lock'])} "
+                         f"(hang_timeout={timeout:g}s)")
+        if key in reported_keys:
+            for w, c in items:
+                lines.append("  " + _chain_prose(c, frames) + " (reported above)")
+            _write("\n".join(lines) + "\n")
+            continue
+        reported_keys.add(key)
+        chains = [c for _, c in items]
+        only = set()
+        for c in chains:
+            only.update(link["ident"] for link in c["links"])
+            if c["end"]["kind"] == "running":
+                only.add(c["end"]["thread"]["ident"])
+        _write("\n".join(lines) + "\n" + _format_dump(frames, snap, chains, only))
+    if len(reported_eps) > 100_000:  # pragma: no cover - bounded memory
+        live = {w["wait"]["episode"] for w in waits}
+        reported_eps.intersection_update(live)
+
+
 def _watchdog() -> None:
     import time
 
+    global _watchdog_ident
+    _watchdog_ident = _thread.get_ident()
     # Not a thread the program waits on: unregister, so "every thread is
     # blocked" can still be true while it sleeps.
     _diag.thread_exited(_thread.get_ident())
-    reported: set = set()
+    reported_eps: set = set()
+    reported_keys: set = set()
+    sleep = time.sleep
     while True:
-        timeout = _config.hang_timeout
-        time.sleep(min(0.5, timeout / 2) if timeout else 0.5)
-        if not timeout or not _diag.flags():
-            continue
         try:
+            timeout = _config.hang_timeout
+            sleep(min(0.5, timeout / 2) if timeout else 0.5)
+            if not timeout or not _diag.flags():
+                continue
             if _config.deadlock:
                 _diag.detect_deadlock(0)
-            waits = _diag.longest_waits(timeout)
-            new = [w for w in waits if w["wait"]["episode"] not in reported]
-            if not new:
-                continue
-            for w in new:
-                reported.add(w["wait"]["episode"])
-            lines = []
-            for w in new:
-                lines.append(f"rsthread: thread {_name_of(w['ident'], w.get('name'))!r} has been waiting "
-                             f"{_dur(w['wait']['waited'])} for {_lock_label(w['wait']['lock'])} "
-                             f"(hang_timeout={timeout:g}s)")
-            _write("\n".join(lines) + "\n")
-            dump()
+            _watch_once(timeout, reported_eps, reported_keys)
         except Exception as e:  # pragma: no cover
+            if _diag is None or _config is None:  # module torn down at shutdown
+                return
             _write(f"rsthread: watchdog error: {e!r}\n")
 
 
@@ -661,6 +904,13 @@ def _start_watchdog() -> None:
     global _watchdog_started
     if _watchdog_started:
         return
+    try:  # only in the main interpreter (a subinterpreter must end its threads)
+        import _xxsubinterpreters as _interp
+
+        if _interp.get_current() != _interp.get_main():
+            return
+    except Exception:  # pragma: no cover
+        pass
     _watchdog_started = True
     _thread.start_new_thread(_watchdog, ())
 
@@ -676,7 +926,20 @@ def _refresh_names() -> None:
             _diag.thread_named(t.ident, t.name)
 
 
+def _format_exit_leaks(leaks: list) -> str:
+    lines = []
+    for lk in leaks:
+        t = lk["thread"]
+        name = t.get("name") or f"Thread {t['ident']:#x}"
+        lines.append(f"rsthread: lock leaked: {_lock_label(lk['lock'])} is still held at exit; thread {name!r} "
+                     f"(ident {t['ident']:#x}) acquired it at {_short(lk['acquire_site'])} and exited without "
+                     "releasing it, and no other thread released it since")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def _at_exit() -> None:
+    if _config.leaks and _diag.flags():
+        _write(_format_exit_leaks(_diag.leaked_at_exit()))
     if _config.profile:
         _write(format_stats())
     if _config.trace:

@@ -480,6 +480,7 @@ fn held_list<'py>(py: Python<'py>, held: &[HeldLock], now: u64) -> PyResult<Boun
             d.set_item("lock", lock_dict(py, &h.lock)?)?;
             d.set_item("acquire_site", diag::site_name(h.acquire_site))?;
             d.set_item("held_for", ns_s(now.saturating_sub(h.since_ns)))?;
+            d.set_item("since_ns", h.since_ns)?;
             d.set_item("depth", h.depth)?;
             Ok(d)
         })

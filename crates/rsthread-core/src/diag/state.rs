@@ -485,7 +485,14 @@ impl State {
     }
 
     pub(crate) fn leaked_at_exit(&self) -> Vec<Leak> {
-        let mut v: Vec<Leak> = self.pending_leaks.values().cloned().collect();
+        // Only mutex-like uses: a lock some other thread released once, or
+        // that its holder blocked on itself, is a signal (handoff) lock.
+        let mut v: Vec<Leak> = self
+            .pending_leaks
+            .iter()
+            .filter(|(id, _)| self.locks.get(id).is_some_and(|l| !l.released_by_other && !l.self_blocked))
+            .map(|(_, l)| l.clone())
+            .collect();
         v.sort_by_key(|l| (l.exited_ns, l.lock.id));
         v
     }

@@ -887,3 +887,33 @@ fn no_inversion_through_a_lock_later_released_by_another_thread() {
     d.released(2, 10);
     assert_eq!(d.acquired(1, 10, UNKNOWN_SITE, true, 0), None, "started is a signal lock");
 }
+
+#[test]
+fn leaked_at_exit_skips_handoff_locks() {
+    let d = diag(0);
+    start(&d, 1);
+    start(&d, 2);
+    start(&d, 3);
+    for id in [60, 61, 62] {
+        d.lock_created(id, LockKind::Lock, site(&format!("handoff.py:{id} in <module>")));
+    }
+    // 60: used as a signal before (acquired by 2, released by 1).
+    d.acquired(2, 60, UNKNOWN_SITE, true, 0);
+    d.released(1, 60);
+    d.acquired(1, 60, UNKNOWN_SITE, true, 0);
+    // 61: a Condition-style waiter lock: its holder blocked on it (timed out).
+    d.acquired(1, 61, UNKNOWN_SITE, true, 0);
+    d.wait_begin(1, 61, true);
+    d.wait_end(1, 61, false);
+    // 62: a plain mutex held at exit.
+    d.acquired(1, 62, UNKNOWN_SITE, true, 0);
+    assert!(d.thread_exited(1).is_empty());
+    let ids: Vec<LockId> = d.leaked_at_exit().iter().map(|l| l.lock.id).collect();
+    assert_eq!(ids, [62]);
+    // Acquired by 3, released by 2 after 3 exited: a handoff, no leak.
+    d.lock_created(63, LockKind::Lock, site("handoff.py:63 in <module>"));
+    d.acquired(3, 63, UNKNOWN_SITE, true, 0);
+    d.thread_exited(3);
+    d.released(2, 63);
+    assert_eq!(d.leaked_at_exit().len(), 1);
+}
