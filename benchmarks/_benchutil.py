@@ -79,6 +79,20 @@ def busy_warning(other: float | None) -> str | None:
     return None
 
 
+def wait_idle(max_wait: float, window: float = 5.0, threshold: float = 0.05) -> float | None:
+    """Sample `window`-second windows until other processes use less than
+    `threshold` of the CPUs, or `max_wait` seconds passed. Returns the last share."""
+    import time
+
+    deadline = time.monotonic() + max_wait
+    while True:
+        load = OtherLoad()
+        time.sleep(window)
+        share = load.fraction()
+        if share is None or share < threshold or time.monotonic() >= deadline:
+            return share
+
+
 def _measure_main(argv: list[str]) -> int:
     """``python _benchutil.py measure OUT.json -- CMD...``: run CMD, then write
     its exit code and the other processes' CPU share during it to OUT.json."""
@@ -96,4 +110,9 @@ def _measure_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["wait-idle"]:
+        # python _benchutil.py wait-idle MAX_SECONDS
+        share = wait_idle(float(sys.argv[2]))
+        print(f"other processes' CPU share now: {'-' if share is None else f'{share:.0%}'}")
+        raise SystemExit(0)
     raise SystemExit(_measure_main(sys.argv[1:]))

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Run every rsthread benchmark and write benchmarks/RESULTS.md.
 #
-#   benchmarks/run.sh            # full run: ~5-7 minutes on 2 cores
+#   benchmarks/run.sh            # full run: ~4 minutes on an idle 2-core machine
 #   benchmarks/run.sh --quick    # smoke run: ~1-2 minutes (mostly compiling)
 #
 # Environment:
-#   REPEATS=N        best-of-N for the Python benchmarks (default 5; --quick: 2)
+#   REPEATS=N        best-of-N for the Python benchmarks (default: 7 for
+#                    bench_thread, 5 for bench_stdlib; --quick: 2)
 #   SKIP_CRITERION=1 skip the Rust criterion bench
 #   NOTE="..."       free text written into RESULTS.md (e.g. "machine busy")
+#   WAIT_IDLE=S      before each benchmark, wait up to S seconds for other
+#                    processes to leave the CPUs idle (default 0: don't wait)
 #
 # Steps:
 #   1. Use the repository's .venv if .venv/bin/python can import rsthread;
@@ -61,17 +64,27 @@ if [ -n "${REPEATS:-}" ]; then
     PYARGS+=(-n "$REPEATS")
 fi
 START=$(date +%s)
+wait_idle() {
+    if [ "${WAIT_IDLE:-0}" != 0 ]; then
+        echo "-- waiting up to ${WAIT_IDLE}s for an idle machine"
+        "$PY" benchmarks/_benchutil.py wait-idle "$WAIT_IDLE"
+    fi
+}
 
 echo "== bench_thread.py"
+wait_idle
 "$PY" benchmarks/bench_thread.py "${PYARGS[@]}" --json "$OUT/thread.json" | tee "$OUT/thread.txt" \
     || { STATUS=1; echo "bench_thread.py failed" >&2; }
 
 echo "== bench_stdlib.py"
+wait_idle
 "$PY" benchmarks/bench_stdlib.py "${PYARGS[@]}" --json "$OUT/stdlib.json" | tee "$OUT/stdlib.txt" \
     || { STATUS=1; echo "bench_stdlib.py failed (see above; partial results kept)" >&2; }
 
 if [ "${SKIP_CRITERION:-0}" != 1 ]; then
     echo "== cargo bench --bench locks"
+    cargo bench --manifest-path benchmarks/Cargo.toml --bench locks --no-run -q 2>&1 | tail -5 || true
+    wait_idle
     # A failing benchmark is reported, the others still run, and the script exits 1.
     # Wrapped to record how much CPU other processes took meanwhile.
     "$PY" benchmarks/_benchutil.py measure "$OUT/criterion-load.json" -- \

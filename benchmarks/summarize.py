@@ -125,7 +125,7 @@ def criterion_section(root: Path, since: float, load: Path | None) -> list[str]:
         other = json.loads(load.read_text()).get("other_cpu_fraction")
     out.append("Median ns per lock/unlock pair (contended: per pair over all threads; "
                "handoff: per round trip). Ratio = RawLock / other (below 1: RawLock faster); "
-               f"{load_note(other)} (compile included).")
+               f"{load_note(other)}.")
     out.append("")
     out.append("| benchmark | RawLock | parking_lot | std Mutex | RawLock/parking_lot | RawLock/std |")
     out.append("|---|---:|---:|---:|---:|---:|")
@@ -153,13 +153,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
 
-    la = os.getloadavg()
     lines = ["# rsthread benchmark results", ""]
     lines.append(f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
     lines.append(f"- nproc: {nproc()}")
     lines.append(f"- CPU: {cpu_model()}")
     lines.append(f"- Python: {platform.python_version()}; kernel {platform.release()}")
-    lines.append(f"- load average when summarised: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
     lines.append("- produced by `benchmarks/run.sh`")
     if a.note:
         lines.append(f"- note: {a.note}")
@@ -171,6 +169,17 @@ def main() -> int:
             lines += ["", f"## {title}", "", f"No results: {title} failed before writing {path}."]
     if a.criterion and a.criterion.exists():
         lines += [""] + criterion_section(a.criterion, a.since, a.criterion_load)
+    lines += ["", "## Reading these figures", "",
+              "- Ping-pong figures (`2-thread ping-pong`, `condition_pingpong`) are bimodal on a "
+              "2-vCPU VM: a round trip takes either a few µs or tens of µs depending on whether "
+              "the woken thread lands on an idle vCPU, for stock and rsthread alike. Best-of-N "
+              "smooths this only partly; compare several runs before reading a ratio there.",
+              "- Contended figures run under the GIL: throughput mostly shows whether the releasing "
+              "thread can take the lock straight back (barging), and `longest wait` / `threads "
+              "with 0 ops` show what that costs in fairness.",
+              "- Figures taken while other processes used more than "
+              f"{BUSY_THRESHOLD:.0%} of the CPUs are marked **noisy**; "
+              "`WAIT_IDLE=240 benchmarks/run.sh` waits for a quiet machine before each step."]
     lines.append("")
     a.out.write_text("\n".join(lines))
     print(f"wrote {a.out}")
