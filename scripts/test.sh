@@ -19,7 +19,9 @@ stage loom env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREE
   cargo test -p rsthread-core --release --test loom
 stage pytest .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
 stage stubtest .venv/bin/python -m mypy.stubtest rsthread._thread --allowlist tests/stubtest-allowlist.txt
+stage valgrind scripts/valgrind.sh
 stage cpython-suites .venv/bin/python tests/cpython/compare.py
+stage cpython-suites-diag .venv/bin/python tests/cpython/compare.py --diag test_thread test_threading test_threading_local
 
 echo
 [ ${#failures[@]} -gt 0 ] && echo "failed stages: ${failures[*]}"

@@ -21,7 +21,8 @@
 //! thread nearly always wins, which gives high throughput but can starve a
 //! sleeper indefinitely. So a waiter that has waited longer than
 //! [`STARVE_NS`] registers as starving; while any waiter is starving, a
-//! release does not free the lock but hands it off (sets `HANDOFF`, keeps
+//! release (at most one per [`HANDOFF_INTERVAL_NS`] in the process) does
+//! not free the lock but hands it off (sets `HANDOFF`, keeps
 //! `LOCKED`) and wakes a sleeper. Only a starving waiter may claim a
 //! hand-off (clearing `HANDOFF`); a non-starving waiter woken by it passes
 //! the wake-up on to the next sleeper. A starving waiter that gives up
@@ -50,6 +51,35 @@ const STARVING_ONE: u32 = 8;
 /// default GIL switch interval (5 ms), so ordinary GIL scheduling does not
 /// trigger it and throughput stays that of a barging lock.
 pub const STARVE_NS: u64 = 10_000_000;
+
+/// At most one hand-off per this interval, process-wide. A hand-off gives
+/// the lock to a sleeping thread, which under the GIL must then wait for the
+/// running thread to yield the GIL before it can use the lock: handing off on
+/// every release would convoy the whole program behind GIL switches. Between
+/// hand-offs the lock barges as usual, so starving waiters are still served
+/// (one per interval) and throughput stays that of a barging lock.
+pub const HANDOFF_INTERVAL_NS: u64 = 1_000_000;
+
+#[cfg(not(loom))]
+static LAST_HANDOFF_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a release may hand off now (rate limit, see [`HANDOFF_INTERVAL_NS`]).
+#[inline]
+fn handoff_allowed() -> bool {
+    #[cfg(loom)]
+    {
+        true
+    }
+    #[cfg(not(loom))]
+    {
+        use std::sync::atomic::Ordering as O;
+        let now = crate::timeout::monotonic_ns();
+        // Relaxed: a rate limiter; a lost race only allows or skips one hand-off.
+        let last = LAST_HANDOFF_NS.load(O::Relaxed);
+        now.saturating_sub(last) >= HANDOFF_INTERVAL_NS
+            && LAST_HANDOFF_NS.compare_exchange(last, now, O::Relaxed, O::Relaxed).is_ok()
+    }
+}
 
 /// How many times a contended acquire spins (loads only) before sleeping.
 const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
@@ -266,7 +296,7 @@ impl RawLock {
                 // Released again before the hand-off was claimed (a second,
                 // unmatched release from Python): just unlock.
                 (s & !(LOCKED | HANDOFF | PARKED), s & PARKED != 0)
-            } else if s >= STARVING_ONE {
+            } else if s >= STARVING_ONE && handoff_allowed() {
                 // Someone is starving: hand the lock off instead of freeing it.
                 (s | HANDOFF, true)
             } else {
