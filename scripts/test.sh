@@ -21,6 +21,7 @@ stage pytest .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
 stage stubtest .venv/bin/python -m mypy.stubtest rsthread._thread --allowlist tests/stubtest-allowlist.txt
 stage valgrind scripts/valgrind.sh
 stage cpython-suites .venv/bin/python tests/cpython/compare.py
+stage cpython-suites-everywhere .venv/bin/python tests/cpython/compare.py --everywhere
 stage cpython-suites-diag .venv/bin/python tests/cpython/compare.py --diag test_thread test_threading test_threading_local
 
 echo

@@ -11,5 +11,8 @@ if os.environ.get("RSTHREAD", "") != "0":
         import rsthread
 
         rsthread.install()  # rsthread/__init__ applies RSTHREAD_DIAG itself
+    except ImportError as exc:
+        if "subinterpreter" not in str(exc):  # subinterpreters stay stock, silently
+            print(f"rsthread: automatic install failed: {exc!r}", file=sys.stderr)
     except Exception as exc:  # never break interpreter start-up
         print(f"rsthread: automatic install failed: {exc!r}", file=sys.stderr)

@@ -22,12 +22,15 @@ _stock_thread = None
 
 
 def installed() -> bool:
-    """Whether ``threading`` currently creates its locks and threads with rsthread."""
+    """Whether ``threading`` creates (or, not imported yet, will create) its
+    locks and threads with rsthread."""
+    if sys.modules.get("_thread") is not _thread:
+        return False
     threading = sys.modules.get("threading")
+    if threading is None:
+        return True  # it will bind rsthread's names when it is imported
     return (
-        sys.modules.get("_thread") is _thread
-        and threading is not None
-        and getattr(threading, "_allocate_lock", None) is _thread.allocate_lock
+        getattr(threading, "_allocate_lock", None) is _thread.allocate_lock
         and getattr(threading, "_start_new_thread", None) is _thread.start_new_thread
     )
 
@@ -35,7 +38,8 @@ def installed() -> bool:
 def install() -> None:
     """Make ``_thread`` and ``threading`` run on rsthread.
 
-    Called before ``threading`` is imported, the switch is complete: every
+    Called before ``threading`` is imported (``install()`` does not import
+    it), the switch is complete: every
     lock, RLock, Condition, Event, Semaphore, Thread, ``threading.local``
     (and so ``queue``, ``concurrent.futures``, ``logging``...) is rsthread's.
 
@@ -52,7 +56,9 @@ def install() -> None:
         sys.modules["_thread"] = _thread
     threading = sys.modules.get("threading")
     if threading is None:
-        import threading  # noqa: F401  (binds rsthread's names at import)
+        # Nothing more to do: whenever threading is imported it binds
+        # rsthread's names. Not importing it here keeps start-up unchanged
+        # (a program may check that threading is not imported yet).
         return
     for name, ours in _THREADING_NAMES.items():
         if hasattr(threading, name):

@@ -19,9 +19,19 @@ stock = "--stock" in sys.argv
 if stock:
     sys.argv.remove("--stock")
 else:
+    import os
+
     import rsthread
 
     rsthread.install()
+    # --diag=SPEC: diagnostics on in this process only (RSTHREAD_DIAG would
+    # also reach every child interpreter the tests start).
+    diag = [a for a in sys.argv if a.startswith("--diag=")]
+    for a in diag:
+        sys.argv.remove(a)
+        os.environ["RSTHREAD_DIAG"] = a.split("=", 1)[1]
+        rsthread.diagnostics.configure_from_env()
+        del os.environ["RSTHREAD_DIAG"]
     if not rsthread.installed():
         sys.exit("regrtest.py: rsthread.install() did not take effect")
     import _thread

@@ -29,6 +29,8 @@ extern "C" {
     pub fn _PyLong_AsInt(obj: *mut PyObject) -> c_int;
     /// Raise an auditing event (variadic; formats as `Py_BuildValue`).
     pub fn PySys_Audit(event: *const c_char, format: *const c_char, ...) -> c_int;
+    /// The main interpreter.
+    pub fn PyInterpreterState_Main() -> *mut pyo3::ffi::PyInterpreterState;
     /// Whether the interpreter is finalizing.
     pub fn _Py_IsFinalizing() -> c_int;
 }

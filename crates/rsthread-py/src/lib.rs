@@ -54,6 +54,15 @@ fn new_lock(py: Python<'_>) -> lock::PyLock {
 #[pymodule(name = "_thread")]
 fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // Threads started here attach to the main interpreter (PyGILState) and
+    // the types are process-wide: refuse subinterpreters rather than mix
+    // interpreters' objects.
+    // SAFETY: attached; both calls only read interpreter pointers.
+    if unsafe { pyo3::ffi::PyInterpreterState_Get() != capi::PyInterpreterState_Main() } {
+        return Err(pyo3::exceptions::PyImportError::new_err(
+            "rsthread._thread cannot be imported in a subinterpreter",
+        ));
+    }
     m.add("error", py.get_type::<pyo3::exceptions::PyRuntimeError>())?;
     m.add_class::<lock::PyLock>()?;
     lock::PyLock::disallow_instantiation(py)?;
