@@ -30,51 +30,32 @@ pub fn set_stack_size(size: usize) -> Result<usize, StackSizeError> {
     Ok(STACK_SIZE.swap(size, Ordering::Relaxed))
 }
 
-/// The default stack when none is set: what `pthread_create` would give,
-/// i.e. `RLIMIT_STACK` (8 MiB on most systems), not Rust's 2 MiB.
-fn default_stack() -> usize {
-    use std::sync::OnceLock;
-    static DEFAULT: OnceLock<usize> = OnceLock::new();
-    *DEFAULT.get_or_init(|| {
-        let lim = rustix::process::getrlimit(rustix::process::Resource::Stack);
-        match lim.current {
-            Some(n) if n >= STACK_MIN as u64 && n <= (1 << 30) => n as usize,
-            _ => 8 << 20,
-        }
-    })
-}
-
-/// Start `f` on a new detached thread; returns its ident (`pthread_self()` in it).
+/// Start `f` on a new detached thread with the configured stack size;
+/// returns its ident (`pthread_self()` in it). Built on [`spawn_raw`], so
+/// there is one thread-start path and one stack-size policy (0: the
+/// platform default, as `pthread_create` picks it). A panic in `f` ends the
+/// thread (after the panic hook has reported it) without unwinding into
+/// glibc.
 pub fn spawn<F>(f: F) -> std::io::Result<u64>
 where
     F: FnOnce() + Send + 'static,
 {
-    use std::os::unix::thread::JoinHandleExt;
-    let size = match stack_size() {
-        0 => default_stack(),
-        n => n,
-    };
-    let handle = std::thread::Builder::new().stack_size(size).spawn(f)?;
-    let ident = handle.as_pthread_t() as u64;
-    // Dropping the handle detaches the thread, like CPython's threads.
-    drop(handle);
-    Ok(ident)
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stack_size_rules() {
-        assert_eq!(set_stack_size(100), Err(StackSizeError::Invalid(100)));
-        assert_eq!(set_stack_size(STACK_MIN - 1), Err(StackSizeError::Invalid(STACK_MIN - 1)));
-        let prev = set_stack_size(1 << 20).unwrap();
-        assert_eq!(stack_size(), 1 << 20);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let id = spawn(move || tx.send(crate::ident::current()).unwrap()).unwrap();
-        assert_eq!(rx.recv().unwrap(), id);
-        assert_eq!(set_stack_size(prev).unwrap(), 1 << 20);
+    extern "C-unwind" fn start<F: FnOnce()>(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
+        // SAFETY: `arg` is the Box<F> leaked by `spawn` for this thread only.
+        let f = unsafe { Box::from_raw(arg.cast::<F>()) };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(*f));
+        std::ptr::null_mut()
+    }
+    let arg = Box::into_raw(Box::new(f)).cast::<std::ffi::c_void>();
+    // SAFETY: `start::<F>` takes ownership of `arg` and keeps nothing with a
+    // destructor alive outside `catch_unwind`.
+    match unsafe { spawn_raw(start::<F>, arg) } {
+        Ok(id) => Ok(id),
+        Err(e) => {
+            // SAFETY: the thread was not started, so `arg` is still ours.
+            drop(unsafe { Box::from_raw(arg.cast::<F>()) });
+            Err(e)
+        }
     }
 }
 
@@ -121,5 +102,22 @@ pub unsafe fn spawn_raw(start: RawStart, arg: *mut std::ffi::c_void) -> std::io:
             return Err(std::io::Error::from_raw_os_error(rc));
         }
         Ok(tid as u64)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_size_rules() {
+        assert_eq!(set_stack_size(100), Err(StackSizeError::Invalid(100)));
+        assert_eq!(set_stack_size(STACK_MIN - 1), Err(StackSizeError::Invalid(STACK_MIN - 1)));
+        let prev = set_stack_size(1 << 20).unwrap();
+        assert_eq!(stack_size(), 1 << 20);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let id = spawn(move || tx.send(crate::ident::current()).unwrap()).unwrap();
+        assert_eq!(rx.recv().unwrap(), id);
+        assert_eq!(set_stack_size(prev).unwrap(), 1 << 20);
     }
 }

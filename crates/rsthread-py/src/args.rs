@@ -168,7 +168,7 @@ pub fn parse_restore_state(args: &Bound<'_, PyTuple>) -> PyResult<(u64, u64)> {
 /// `_PyArg_NoKeywords(name, kwargs)`.
 pub fn no_keywords(name: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
     match kwargs {
-        Some(k) if !k.is_empty() => Err(PyTypeError::new_err(format!("{name}() takes no keyword arguments"))),
+        Some(k) if !k.is_empty() => no_keywords_err(name),
         _ => Ok(()),
     }
 }

@@ -87,17 +87,7 @@ impl PyLock {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<bool> {
-        if args.is_empty() && kwargs.is_none() {
-            if diag::flags() != 0 {
-                return crate::diag::lock_acquire(py, self, UNSET_TIMEOUT);
-            }
-            if self.raw.try_acquire() {
-                return Ok(true);
-            }
-            return acquire_timed(py, UNSET_TIMEOUT, |d| self.raw.acquire(d));
-        }
-        let timeout = parse_acquire(py, args, kwargs)?;
-        self.acquire_ns(py, timeout)
+        self.acquire_ns(py, acquire_timeout(py, args, kwargs)?)
     }
 
 
@@ -150,6 +140,35 @@ impl PyLock {
     }
 }
 
+impl PyRLock {
+    /// Acquire with a parsed timeout (ns; `UNSET_TIMEOUT` forever; 0 try).
+    #[inline]
+    pub(crate) fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
+        if diag::flags() != 0 {
+            return crate::diag::rlock_acquire(py, self, timeout);
+        }
+        let me = ident::current();
+        match self.raw.try_acquire(me) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(_) => return Err(PyOverflowError::new_err("Internal lock count overflowed")),
+        }
+        if timeout == 0 {
+            return Ok(false);
+        }
+        acquire_timed(py, timeout, |d| self.raw.acquire_contended(me, d))
+    }
+}
+
+/// The timeout of `acquire(*args, **kwargs)` (no arguments: forever).
+fn acquire_timeout(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<i64> {
+    if args.is_empty() && kwargs.is_none() {
+        Ok(UNSET_TIMEOUT)
+    } else {
+        parse_acquire(py, args, kwargs)
+    }
+}
+
 /// A reentrant lock.
 #[pyclass(name = "RLock", module = "_thread", subclass, frozen, weakref)]
 pub struct PyRLock {
@@ -197,24 +216,7 @@ impl PyRLock {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<bool> {
-        let timeout = if args.is_empty() && kwargs.is_none() {
-            UNSET_TIMEOUT
-        } else {
-            parse_acquire(py, args, kwargs)?
-        };
-        if diag::flags() != 0 {
-            return crate::diag::rlock_acquire(py, self, timeout);
-        }
-        let me = ident::current();
-        match self.raw.try_acquire(me) {
-            Ok(true) => return Ok(true),
-            Ok(false) => {}
-            Err(_) => return Err(PyOverflowError::new_err("Internal lock count overflowed")),
-        }
-        if timeout == 0 {
-            return Ok(false);
-        }
-        acquire_timed(py, timeout, |d| self.raw.acquire_contended(me, d))
+        self.acquire_ns(py, acquire_timeout(py, args, kwargs)?)
     }
 
 
@@ -350,6 +352,29 @@ mod fast {
         }
     }
 
+    /// `slf` as the class the descriptor was installed on.
+    ///
+    /// # Safety
+    /// `slf` must be a live instance of `T` (method descriptors check the
+    /// receiver's type before calling) and the GIL must be held.
+    #[inline]
+    unsafe fn this<'py, T: pyo3::PyClass>(py: Python<'py>, slf: *mut ffi::PyObject) -> Bound<'py, T> {
+        // SAFETY: per the contract above.
+        unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>() }
+    }
+
+    /// `__exit__` takes no keyword arguments (stock's METH_VARARGS).
+    ///
+    /// # Safety
+    /// `kwnames` is NULL or a tuple, as CPython passes it.
+    unsafe fn no_kwnames(name: &str, kwnames: *mut ffi::PyObject) -> PyResult<()> {
+        // SAFETY: per the contract above.
+        if !kwnames.is_null() && unsafe { ffi::PyTuple_GET_SIZE(kwnames) } > 0 {
+            return crate::args::no_keywords_err(name);
+        }
+        Ok(())
+    }
+
     /// Convert a PyResult into the C-API convention.
     unsafe fn ret<T>(py: Python<'_>, r: PyResult<T>, conv: impl FnOnce(T) -> *mut ffi::PyObject) -> *mut ffi::PyObject {
         match r {
@@ -410,12 +435,13 @@ mod fast {
         }
     }
 
-    /// The timeout for the fast shapes: `()`, `(bool,)`, `(True, number)`.
+    /// The timeout for the fast shapes: `()`, `(bool,)`, `(True, number)`;
+    /// `None`: use the general parser.
     #[inline]
     unsafe fn fast_timeout(args: *const *mut ffi::PyObject, nargsf: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> Option<i64> {
         // SAFETY: as in `general`.
         unsafe {
-            if !kwnames.is_null() || diag::flags() != 0 {
+            if !kwnames.is_null() {
                 return None;
             }
             match ffi::PyVectorcall_NARGS(nargsf as usize) {
@@ -446,18 +472,11 @@ mod fast {
         // of `lock` (the descriptor checks the type).
         unsafe {
             let py = Python::assume_attached();
-            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLock>();
-            let l = this.get();
-            if let Some(t) = fast_timeout(args, nargsf, kwnames) {
-                if l.raw.try_acquire() {
-                    return py_bool(true);
-                }
-                if t == 0 {
-                    return py_bool(false);
-                }
-                return ret(py, acquire_timed(py, t, |d| l.raw.acquire(d)), |b| py_bool(b));
-            }
-            let r = general(py, args, nargsf, kwnames).and_then(|(a, k)| l.acquire(py, &a, k.as_ref()));
+            let l = this::<PyLock>(py, slf);
+            let r = match fast_timeout(args, nargsf, kwnames) {
+                Some(t) => l.get().acquire_ns(py, t),
+                None => general(py, args, nargsf, kwnames).and_then(|(a, k)| l.get().acquire(py, &a, k.as_ref())),
+            };
             ret(py, r, |b| py_bool(b))
         }
     }
@@ -466,27 +485,21 @@ mod fast {
         // SAFETY: as in lock_acquire.
         unsafe {
             let py = Python::assume_attached();
-            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLock>();
-            ret(py, this.get().release(), |()| py_none())
+            ret(py, this::<PyLock>(py, slf).get().release(), |()| py_none())
         }
     }
 
     unsafe extern "C" fn lock_exit(
         slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargsf: ffi::Py_ssize_t,
+        _args: *const *mut ffi::PyObject,
+        _nargsf: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject {
         // SAFETY: as in lock_acquire.
         unsafe {
             let py = Python::assume_attached();
-            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLock>();
-            if !kwnames.is_null() && ffi::PyTuple_GET_SIZE(kwnames) > 0 {
-                let _ = nargsf;
-                return ret::<()>(py, crate::args::no_keywords_err("lock.__exit__"), |()| py_none());
-            }
-            let _ = args;
-            ret(py, this.get().release(), |()| py_none())
+            let r = no_kwnames("lock.__exit__", kwnames).and_then(|()| this::<PyLock>(py, slf).get().release());
+            ret(py, r, |()| py_none())
         }
     }
 
@@ -499,23 +512,11 @@ mod fast {
         // SAFETY: as in lock_acquire, with `slf` an RLock (or subclass) instance.
         unsafe {
             let py = Python::assume_attached();
-            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
-            let l = this.get();
-            if let Some(t) = fast_timeout(args, nargsf, kwnames) {
-                let me = ident::current();
-                match l.raw.try_acquire(me) {
-                    Ok(true) => return py_bool(true),
-                    Ok(false) => {}
-                    Err(_) => {
-                        return ret::<()>(py, Err(PyOverflowError::new_err("Internal lock count overflowed")), |()| py_none())
-                    }
-                }
-                if t == 0 {
-                    return py_bool(false);
-                }
-                return ret(py, acquire_timed(py, t, |d| l.raw.acquire_contended(me, d)), |b| py_bool(b));
-            }
-            let r = general(py, args, nargsf, kwnames).and_then(|(a, k)| l.acquire(py, &a, k.as_ref()));
+            let l = this::<PyRLock>(py, slf);
+            let r = match fast_timeout(args, nargsf, kwnames) {
+                Some(t) => l.get().acquire_ns(py, t),
+                None => general(py, args, nargsf, kwnames).and_then(|(a, k)| l.get().acquire(py, &a, k.as_ref())),
+            };
             ret(py, r, |b| py_bool(b))
         }
     }
@@ -524,8 +525,7 @@ mod fast {
         // SAFETY: as in rlock_acquire.
         unsafe {
             let py = Python::assume_attached();
-            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
-            ret(py, this.get().release(), |()| py_none())
+            ret(py, this::<PyRLock>(py, slf).get().release(), |()| py_none())
         }
     }
 
@@ -538,11 +538,8 @@ mod fast {
         // SAFETY: as in rlock_acquire.
         unsafe {
             let py = Python::assume_attached();
-            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
-            if !kwnames.is_null() && ffi::PyTuple_GET_SIZE(kwnames) > 0 {
-                return ret::<()>(py, crate::args::no_keywords_err("RLock.__exit__"), |()| py_none());
-            }
-            ret(py, this.get().release(), |()| py_none())
+            let r = no_kwnames("RLock.__exit__", kwnames).and_then(|()| this::<PyRLock>(py, slf).get().release());
+            ret(py, r, |()| py_none())
         }
     }
 
@@ -550,8 +547,7 @@ mod fast {
         // SAFETY: as in rlock_acquire.
         unsafe {
             let py = Python::assume_attached();
-            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
-            py_bool(this.get()._is_owned())
+            py_bool(this::<PyRLock>(py, slf).get()._is_owned())
         }
     }
 
@@ -559,8 +555,7 @@ mod fast {
         // SAFETY: as in rlock_acquire; `ret` builds the (count, owner) tuple.
         unsafe {
             let py = Python::assume_attached();
-            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
-            ret(py, this.get()._release_save(), |(c, o)| {
+            ret(py, this::<PyRLock>(py, slf).get()._release_save(), |(c, o)| {
                 let t = ffi::PyTuple_New(2);
                 if !t.is_null() {
                     ffi::PyTuple_SET_ITEM(t, 0, ffi::PyLong_FromUnsignedLongLong(c));
@@ -581,7 +576,7 @@ mod fast {
         // exact ints, read with the masking conversion of the "k" format.
         unsafe {
             let py = Python::assume_attached();
-            let this = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyRLock>();
+            let this = this::<PyRLock>(py, slf);
             let l = this.get();
             if kwnames.is_null() && ffi::PyVectorcall_NARGS(nargsf as usize) == 1 && diag::flags() == 0 {
                 let st = *args;

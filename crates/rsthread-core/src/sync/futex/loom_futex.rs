@@ -17,6 +17,7 @@ loom::lazy_static! {
     static ref BUCKET: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
 }
 
+/// Sleep while `*word == expected` (see the module docs for timeouts).
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wait {
     let (m, cv) = &*BUCKET;
     let guard = m.lock().unwrap();
@@ -32,10 +33,12 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wait
     Wait::Woken
 }
 
+/// Wake sleepers (all of them: each re-checks).
 pub fn wake_one(_word: &AtomicU32) {
     wake_all(_word)
 }
 
+/// Wake every sleeper.
 pub fn wake_all(_word: &AtomicU32) {
     let (m, cv) = &*BUCKET;
     let _g = m.lock().unwrap();

@@ -7,7 +7,6 @@
 //! that the Python binding can run signal handlers and then wait again against
 //! the same deadline.
 
-use crate::timeout::Deadline;
 
 /// Why a futex wait returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +31,3 @@ pub use loom_futex::{wait, wake_all, wake_one};
 
 #[cfg(all(not(target_os = "linux"), not(loom)))]
 compile_error!("rsthread-core currently supports Linux only (futex backend)");
-
-/// Re-exported so `Deadline` users need not import two modules.
-pub type FutexDeadline = Deadline;
