@@ -79,6 +79,19 @@ def busy_warning(other: float | None) -> str | None:
     return None
 
 
+def print_run_header(meta: dict, how: str) -> None:
+    """The lines above a results table: interpreter, machine, load, noise warning."""
+    print()
+    print(f"Python {meta['python']}  nproc={meta['nproc']}  cpu={meta['cpu']}")
+    other = meta["other_cpu_fraction"]
+    print(f"{how}; load average before {meta['loadavg_start']}; "
+          f"other processes' CPU share {'-' if other is None else f'{other:.0%}'}; "
+          f"wall {meta['wall_s']} s")
+    warn = busy_warning(other)
+    if warn:
+        print(warn)
+
+
 def wait_idle(max_wait: float, window: float = 5.0, threshold: float = 0.05) -> float | None:
     """Sample `window`-second windows until other processes use less than
     `threshold` of the CPUs, or `max_wait` seconds passed. Returns the last share."""

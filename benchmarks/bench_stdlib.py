@@ -30,7 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _benchutil import OtherLoad, busy_warning, cpu_model, loadavg  # noqa: E402
+from _benchutil import OtherLoad, cpu_model, loadavg, print_run_header  # noqa: E402
 
 # --------------------------------------------------------------------------
 # child side: the workloads (threading is imported lazily, after install())
@@ -366,15 +366,7 @@ def main(argv=None) -> int:
     meta["other_cpu_fraction"] = other_load.fraction()
     meta["geomean_ratio"] = geomean
 
-    print()
-    print(f"Python {meta['python']}  nproc={meta['nproc']}  cpu={meta['cpu']}")
-    other = meta["other_cpu_fraction"]
-    print(f"best of {args.repeats} fresh interpreters; load average before "
-          f"{meta['loadavg_start']}; other processes' CPU share "
-          f"{'-' if other is None else f'{other:.0%}'}; wall {meta['wall_s']} s")
-    warn = busy_warning(other)
-    if warn:
-        print(warn)
+    print_run_header(meta, f"best of {args.repeats} fresh interpreters")
     w = max(len(r["workload"]) for r in rows) + 2
     head = (f"{'workload':<{w}} {'n':>8} {'stock us/op':>12} {'rsthread us/op':>15} "
             f"{'ratio rs/stock':>15}")

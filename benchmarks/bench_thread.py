@@ -27,7 +27,6 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ from itertools import repeat
 
 import _thread as stock
 
-from _benchutil import OtherLoad, busy_warning, cpu_model, loadavg
+from _benchutil import OtherLoad, cpu_model, loadavg, print_run_header
 
 perf_counter_ns = time.perf_counter_ns
 perf_counter = time.perf_counter
@@ -88,9 +87,7 @@ def t_loop_overhead(mod):
     return run
 
 
-def t_acquire_release(mod):
-    lock = mod.allocate_lock()
-
+def _acquire_release_loop(lock):
     def run(n):
         acq = lock.acquire
         rel = lock.release
@@ -103,9 +100,7 @@ def t_acquire_release(mod):
     return run
 
 
-def t_with_lock(mod):
-    lock = mod.allocate_lock()
-
+def _with_loop(lock):
     def run(n):
         lk = lock
         it = repeat(None, n)
@@ -115,6 +110,14 @@ def t_with_lock(mod):
                 pass
         return perf_counter_ns() - t0
     return run
+
+
+def t_acquire_release(mod):
+    return _acquire_release_loop(mod.allocate_lock())
+
+
+def t_with_lock(mod):
+    return _with_loop(mod.allocate_lock())
 
 
 def t_acquire_timeout_release(mod):
@@ -144,32 +147,11 @@ def t_allocate_lock(mod):
 
 
 def t_rlock_acquire_release(mod):
-    rlock = mod.RLock()
-
-    def run(n):
-        acq = rlock.acquire
-        rel = rlock.release
-        it = repeat(None, n)
-        t0 = perf_counter_ns()
-        for _ in it:
-            acq()
-            rel()
-        return perf_counter_ns() - t0
-    return run
+    return _acquire_release_loop(mod.RLock())
 
 
 def t_with_rlock(mod):
-    rlock = mod.RLock()
-
-    def run(n):
-        lk = rlock
-        it = repeat(None, n)
-        t0 = perf_counter_ns()
-        for _ in it:
-            with lk:
-                pass
-        return perf_counter_ns() - t0
-    return run
+    return _with_loop(mod.RLock())
 
 
 def t_get_ident(mod):
@@ -518,15 +500,7 @@ def main(argv=None) -> int:
     meta["other_cpu_fraction"] = other_load.fraction()
 
     # table
-    print()
-    print(f"Python {meta['python']}  nproc={meta['nproc']}  cpu={meta['cpu']}")
-    other = meta["other_cpu_fraction"]
-    print(f"best of {args.repeats}; load average before {meta['loadavg_start']}; "
-          f"other processes' CPU share {'-' if other is None else f'{other:.0%}'}; "
-          f"wall {meta['wall_s']} s")
-    warn = busy_warning(other)
-    if warn:
-        print(warn)
+    print_run_header(meta, f"best of {args.repeats}")
     w = max(len(r["figure"]) for r in rows) + 8
     head = f"{'figure':<{w}} {'stock':>14} {'rsthread':>14} {'ratio rs/stock':>15}"
     print(head)

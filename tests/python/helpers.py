@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 PRELUDE_RSTHREAD = "import rsthread; rsthread.install(); assert rsthread.installed()\n"
 PRELUDE_STOCK = "import sys; assert \"threading\" not in sys.modules\n"  # same line count
@@ -22,3 +23,27 @@ def run_py(code: str, *, rsthread: bool = True, timeout: float = 60, env: dict |
         e.update(env)
     return subprocess.run([sys.executable, "-c", src, *(args or [])], capture_output=True, text=True,
                           timeout=timeout, env=e, input=input)
+
+
+def run_script(code: str | None = None, *args: str, diag: str | None = None, runner: list[str] | None = None,
+               script: Path | None = None, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `code` (written to tmp_path/scenario.py) or `script` in a fresh
+    interpreter, under ``python -m rsthread RUNNER...`` when `runner` is given,
+    with ``RSTHREAD_DIAG=diag`` when `diag` is given (no inherited setting)."""
+    env = dict(os.environ)
+    for var in ("RSTHREAD_DIAG", "_RSTHREAD_DIAG_PID", "RSTHREAD"):
+        env.pop(var, None)
+    if diag is not None:
+        env["RSTHREAD_DIAG"] = diag
+    if script is None:
+        script = tmp_path / "scenario.py"
+        script.write_text(code or "")
+    cmd = [sys.executable]
+    cmd += ["-m", "rsthread", *runner] if runner is not None else []
+    cmd += [str(script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
+
+
+def line_of(code: str, snippet: str) -> int:
+    """1-based line number of the first line of `code` containing `snippet`."""
+    return next(i for i, line in enumerate(code.splitlines(), 1) if snippet in line)

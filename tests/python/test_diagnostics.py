@@ -9,13 +9,12 @@ download)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from helpers import line_of, run_script as run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -56,26 +55,6 @@ CYCLE = PRELUDE + textwrap.dedent("""
               e.report["detected_by"] == next(t.ident for t in ts if t.name == name))
 """)
 
-
-def run(code: str | None = None, *args: str, diag: str | None = None, runner: list[str] | None = None,
-        script: Path | None = None, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("RSTHREAD_DIAG", None)
-    env.pop("_RSTHREAD_DIAG_PID", None)
-    if diag is not None:
-        env["RSTHREAD_DIAG"] = diag
-    if script is None:
-        script = tmp_path / "scenario.py"
-        script.write_text(code or "")
-    cmd = [sys.executable]
-    cmd += ["-m", "rsthread", *runner] if runner is not None else []
-    cmd += [str(script), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
-
-
-def line_of(code: str, snippet: str) -> int:
-    """1-based line number of the first line of `code` containing `snippet`."""
-    return next(i for i, line in enumerate(code.splitlines(), 1) if snippet in line)
 
 
 def reports(stderr: str, what: str = "rsthread: deadlock detected") -> int:

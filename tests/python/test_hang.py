@@ -5,14 +5,14 @@ subprocess with diagnostics enabled through ``RSTHREAD_DIAG`` (read at
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from helpers import line_of, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -20,24 +20,8 @@ EXAMPLES = ROOT / "examples"
 PRELUDE = "import rsthread; rsthread.install()\nimport threading, sys, os, time, signal, socket, json\n"
 
 
-def run(code: str | None = None, *args: str, diag: str | None = None, runner: list[str] | None = None,
-        script: Path | None = None, tmp_path: Path, timeout: float = 15) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("RSTHREAD_DIAG", None)
-    env.pop("_RSTHREAD_DIAG_PID", None)
-    if diag is not None:
-        env["RSTHREAD_DIAG"] = diag
-    if script is None:
-        script = tmp_path / "scenario.py"
-        script.write_text(code or "")
-    cmd = [sys.executable]
-    cmd += ["-m", "rsthread", *runner] if runner is not None else []
-    cmd += [str(script), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
-
-
-def line_of(code: str, snippet: str) -> int:
-    return next(i for i, line in enumerate(code.splitlines(), 1) if snippet in line)
+def run(*args, timeout: float = 15, **kw) -> subprocess.CompletedProcess:
+    return run_script(*args, timeout=timeout, **kw)
 
 
 # T1 waits for L1 held by T2, T2 waits for L2 held by T3, T3 sleeps.
