@@ -497,8 +497,11 @@ def stats() -> list[dict]:
     """Contention statistics per lock site (with ``profile`` on), most total
     wait first: dicts with ``site``, ``kind``, ``acquisitions``,
     ``contended``, ``total_wait``, ``max_wait``, ``holds``, ``total_hold``,
-    ``max_hold`` (seconds) and ``top_sites`` (the acquire sites, busiest
-    first, with the same counters)."""
+    ``max_hold`` (seconds) and ``top_sites``: the acquire sites where
+    threads had to wait, most total wait first, each with ``site``,
+    ``contended``, ``total_wait`` and ``max_wait`` (uncontended acquires are
+    counted per lock site only: attributing them to acquire sites would cost
+    every acquire a stack lookup)."""
     s = _diag.stats()
     s.sort(key=lambda c: (-c["total_wait"], -c["acquisitions"]))
     return s
@@ -513,8 +516,9 @@ def snapshot(stacks: bool = True) -> dict:
     """Every thread known to diagnostics, as plain JSON-serialisable data:
     ``{"threads": [...], "wait_chains": [...]}``. Each thread has ``ident``,
     ``native_id``, ``name``, ``held`` (locks, oldest first: ``lock`` with
-    ``id``, ``kind``, ``site``; ``acquire_site``, ``held_for`` seconds,
-    ``depth``), ``waiting`` (``None`` or the ``lock`` waited for, its
+    ``id``, ``kind``, ``site``; ``acquire_site``, ``held_for`` seconds
+    (``None`` unless ``profile``, ``hang_timeout``, ``dump_signal`` or
+    ``leaks`` is on: only those time every hold), ``depth``), ``waiting`` (``None`` or the ``lock`` waited for, its
     ``holder``, ``waited`` seconds, ``timed``) and, with ``stacks``, ``stack``
     (``"file:line in function"`` strings, outermost first). ``wait_chains``
     is :func:`wait_chains`."""
@@ -553,11 +557,11 @@ def format_stats(rows: list[dict] | None = None, limit: int = 30) -> str:
     rows = stats() if rows is None else rows
     rows = [r for r in rows if r["acquisitions"] or r["holds"]][:limit]
     head = ["lock site", "acquisitions", "contended", "total wait", "max wait", "total hold", "max hold",
-            "top acquire sites"]
+            "top waiting sites"]
     table = [head]
     for r in rows:
         tops = "; ".join(
-            f"{_short(s['site'])} ({s['acquisitions']}x, wait {_dur(s['total_wait'])})" for s in r["top_sites"][:3]
+            f"{_short(s['site'])} ({s['contended']}x, wait {_dur(s['total_wait'])})" for s in r["top_sites"][:3]
         )
         table.append([
             f"{r['kind']} {_short(r['site'])}", str(r["acquisitions"]), str(r["contended"]),
@@ -729,8 +733,8 @@ def _format_thread(ident: int, t: dict | None, frames: dict, th, main) -> list[s
         out.append("  (not tracked by diagnostics)" if _diag.flags() else "  (lock state unknown)")
     for h in (_visible_held(t["held"]) if t else []):
         depth = f", depth {h['depth']}" if h["depth"] > 1 else ""
-        out.append(f"  holds {_lock_label(h['lock'])}, acquired at {_short(h['acquire_site'])}, "
-                   f"for {_dur(h['held_for'])}{depth}")
+        held_for = f", for {_dur(h['held_for'])}" if h["held_for"] is not None else ""
+        out.append(f"  holds {_lock_label(h['lock'])}, acquired at {_short(h['acquire_site'])}{held_for}{depth}")
     stack = _stack(frames.get(ident))
     if stack:
         out.append("  Traceback (most recent call last):")

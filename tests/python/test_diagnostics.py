@@ -354,7 +354,7 @@ def test_profile_table_at_exit(tmp_path):
     i = lines.index("rsthread: lock contention profile (sorted by total wait)")
     header = lines[i + 1]
     for col in ("lock site", "acquisitions", "contended", "total wait", "max wait", "total hold", "max hold",
-                "top acquire sites"):
+                "top waiting sites"):
         assert col in header
     rows = [line for line in lines[i + 3:] if line.startswith("  ")]
     assert any("pipeline.py:18 in <module>" in row and "pipeline.py:32 in worker" in row for row in rows), rows

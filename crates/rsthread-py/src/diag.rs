@@ -4,19 +4,24 @@
 //! exactly stock's attributes). `rsthread.diagnostics` is the public API.
 //!
 //! The lock fast paths check [`diag::flags`] once (one Relaxed load) and
-//! come here only when it is non-zero. Lock ids are a process-wide counter
-//! kept in the lock object (0: never seen by diagnostics), assigned at
+//! come here only when it is non-zero. Each lock object's `diag` slot holds
+//! a pointer to its [`LockCell`] (0: never seen by diagnostics), made at
 //! creation when diagnostics are on, lazily otherwise (such a lock has an
-//! unknown site). Sites (`"file:line in func"`) are the first Python frame
-//! outside `threading.py`, `queue.py` and `concurrent/` (a few levels up at
-//! most), cached per code object and line.
+//! unknown site). An uncontended acquire and its release then update the
+//! cell without locks or map lookups (`diag::cell`); waits and everything
+//! rarer take the diagnostics mutex.
+//!
+//! Sites (`"file:line in func"`) are the first Python frame outside
+//! `threading.py`, `queue.py` and `concurrent/` (a few levels up at most).
+//! The common case costs a few loads: the frames are read from CPython
+//! 3.11's interpreter frames (no frame objects are created) and the site is
+//! cached per thread by the instruction pointers of the frames walked.
 //!
 //! Reports are formatted in Python (`rsthread.diagnostics._report_*`), with
 //! the GIL held, so they can include every thread's traceback.
 
-use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyOSError, PyOverflowError, PyRuntimeError, PyTypeError};
@@ -25,8 +30,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
 use rsthread_core::diag::{
-    self, ChainEnd, ClassStats, CycleThread, Deadlock, DeadlockMode, DeadlockRule, HeldLock, Leak, LockClass,
-    LockId, LockKind, LockRef, OrderInversion, SiteId, Snapshot, ThreadRef, WaitChain, WaitState, UNKNOWN_SITE,
+    self, cell, cell::SiteCache as ThreadSites, cell::ThreadDiag, ChainEnd, ClassStats, CycleThread, Deadlock, DeadlockMode,
+    DeadlockRule, HeldLock, Leak, LockCell, LockClass, LockId, LockKind, LockRef, OrderInversion, SiteId, Snapshot,
+    ThreadRef, WaitChain, WaitState, UNKNOWN_SITE,
 };
 use rsthread_core::{ident, timeout::monotonic_ns, Acquire, Deadline};
 
@@ -38,48 +44,54 @@ use crate::wait::{acquire_timed_with, make_pending_calls};
 /// Next lock id (0 means "none yet").
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-thread_local! {
-    /// Acquires and releases this thread reported: lets a wait notice that a
-    /// signal handler run in the middle of it took or released locks.
-    static OPS: Cell<u64> = const { Cell::new(0) };
+/// The cell in `slot`, if the lock has one.
+#[inline]
+fn cell_in(slot: &AtomicU64) -> Option<&'static LockCell> {
+    // Relaxed: the slot is written under the GIL (creation, first use) and
+    // read under the GIL, except by `sentinel_release`, which only runs in
+    // the thread that created the sentinel.
+    let p = slot.load(Ordering::Relaxed) as *const LockCell;
+    // SAFETY: a non-zero slot holds a pointer from `diag::lock_created` /
+    // `diag::cell_of`: cells are 'static (never freed).
+    unsafe { p.as_ref() }
 }
 
-fn bump_ops() {
-    OPS.with(|c| c.set(c.get().wrapping_add(1)));
+fn store_cell(slot: &AtomicU64, c: &'static LockCell) {
+    // Relaxed: see cell_in.
+    slot.store(c as *const LockCell as u64, Ordering::Relaxed);
 }
 
-fn ops() -> u64 {
-    OPS.with(|c| c.get())
+/// The cell of the lock with `slot`, registering the lock (of unknown
+/// site) if diagnostics never saw it.
+#[inline]
+pub(crate) fn cell_of(slot: &AtomicU64) -> &'static LockCell {
+    if let Some(c) = cell_in(slot) {
+        return c;
+    }
+    let c = diag::cell_of(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    store_cell(slot, c);
+    c
 }
 
-/// The id stored in `slot`, assigning one now if it has none.
+/// The diagnostics id of the lock with `slot` (assigning one now if needed).
 pub(crate) fn id_of(slot: &AtomicU64) -> LockId {
-    // Relaxed: the id is only an identity; the CAS makes it unique.
-    let v = slot.load(Ordering::Relaxed);
-    if v != 0 {
-        return v;
-    }
-    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    match slot.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed) {
-        Ok(_) => n,
-        Err(v) => v,
-    }
+    cell_of(slot).id()
 }
 
 /// Register a lock object just created (diagnostics on): id and site.
-pub(crate) fn lock_created(py: Python<'_>, slot: &AtomicU64, kind: LockKind) -> LockId {
-    let id = id_of(slot);
-    diag::lock_created(id, kind, caller_site(py));
-    id
+pub(crate) fn lock_created(py: Python<'_>, slot: &AtomicU64, kind: LockKind) -> &'static LockCell {
+    // Relaxed: a unique number is all we need.
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let c = diag::lock_created(id, kind, caller_site(py));
+    store_cell(slot, c);
+    c
 }
 
 /// A lock object is being freed.
 #[inline]
 pub(crate) fn lock_dropped(slot: &AtomicU64) {
-    // Relaxed: see id_of.
-    let id = slot.load(Ordering::Relaxed);
-    if id != 0 {
-        diag::lock_destroyed(id);
+    if let Some(c) = cell_in(slot) {
+        diag::lock_destroyed(c.id());
     }
 }
 
@@ -89,7 +101,8 @@ pub(crate) fn lock_dropped(slot: &AtomicU64) {
 const MAX_FRAMES: usize = 8;
 
 struct CodeInfo {
-    /// Keeps the code object alive, so its address is not reused.
+    /// Keeps the code object alive, so its address (and that of its
+    /// bytecode, which the per-thread cache keys on) is never reused.
     _code: Py<PyAny>,
     skip: bool,
     file: String,
@@ -163,11 +176,10 @@ fn site_of(code: &Bound<'_, PyAny>, line: i32, inner: Option<(&Bound<'_, PyAny>,
     s
 }
 
-/// The calling Python code's site: the first frame outside threading.py,
-/// queue.py and concurrent/ (their module-level code excepted) and the import
-/// machinery, within a few levels, plus the innermost frame when it was
-/// skipped; else the innermost frame.
-pub(crate) fn caller_site(py: Python<'_>) -> SiteId {
+/// [`caller_site`] through frame objects (the public API): exact, but it
+/// materializes a frame object per Python frame walked and decodes line
+/// tables. Used on a per-thread cache miss.
+fn caller_site_slow(py: Python<'_>) -> SiteId {
     // SAFETY: attached; PyEval_GetFrame returns a borrowed frame or NULL.
     let Some(mut frame) = (unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame().cast()) }) else {
         return UNKNOWN_SITE;
@@ -196,6 +208,164 @@ pub(crate) fn caller_site(py: Python<'_>) -> SiteId {
         Some((code, line)) => site_of(&code, line, None),
         None => UNKNOWN_SITE,
     }
+}
+
+/// CPython 3.11's `_PyCFrame` (Include/cpython/pystate.h), the fields we read.
+#[repr(C)]
+struct CFrame {
+    use_tracing: u8,
+    current_frame: *const IFrame,
+}
+
+/// CPython 3.11's `_PyInterpreterFrame` (Include/internal/pycore_frame.h),
+/// up to the fields we read.
+#[repr(C)]
+struct IFrame {
+    f_func: *mut ffi::PyObject,
+    f_globals: *mut ffi::PyObject,
+    f_builtins: *mut ffi::PyObject,
+    f_locals: *mut ffi::PyObject,
+    f_code: *mut ffi::PyObject,
+    frame_obj: *mut ffi::PyObject,
+    previous: *const IFrame,
+    prev_instr: *const u16,
+}
+
+/// Offset of `cframe` in 3.11's `PyThreadState`: three pointers, then seven
+/// ints (`_initialized` .. `tracing_what`), padded to pointer alignment.
+const TSTATE_CFRAME: usize = 3 * 8 + 7 * 4 + 4;
+
+/// Whether the interpreter-frame layout above matched the real one (checked
+/// once at import against the public API; if not, only the slow path runs).
+static FAST_FRAMES: AtomicBool = AtomicBool::new(false);
+
+/// The innermost interpreter frame of the calling thread.
+///
+/// # Safety
+/// Attached to the interpreter (GIL held), CPython 3.11.
+unsafe fn current_iframe() -> *const IFrame {
+    // SAFETY: per the contract; `cframe` is valid while the thread state
+    // runs Python (it points into the eval loop's C stack or the root cframe).
+    unsafe {
+        let ts = ffi::PyThreadState_Get() as *const u8;
+        let cf = *(ts.add(TSTATE_CFRAME) as *const *const CFrame);
+        if cf.is_null() {
+            return std::ptr::null();
+        }
+        (*cf).current_frame
+    }
+}
+
+#[inline]
+fn mix(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+}
+
+/// Validate the frame layout against the public API (at import, with a
+/// Python frame running); enables the fast site lookup if it matches.
+pub(crate) fn check_frame_layout(py: Python<'_>) {
+    // SAFETY: attached; returns a borrowed frame or NULL.
+    let f = unsafe { ffi::PyEval_GetFrame() };
+    if f.is_null() {
+        return;
+    }
+    // SAFETY: attached; `f` is live; PyFrame_GetCode returns a new reference.
+    let ok = unsafe {
+        let code = ffi::PyFrame_GetCode(f);
+        let i = current_iframe();
+        let ok = !i.is_null() && (*i).f_code == code.cast() && !(*i).prev_instr.is_null();
+        ffi::Py_DecRef(code.cast());
+        ok
+    };
+    let _ = py;
+    // Relaxed: read by the same-GIL callers afterwards; a stale false only
+    // takes the slow path.
+    FAST_FRAMES.store(ok, Ordering::Relaxed);
+}
+
+/// The site in the per-thread cache, from the interpreter frames; `None`
+/// on a miss (then [`site_in`] computes and caches it).
+#[inline]
+fn cached_site(c: &ThreadSites) -> Option<SiteId> {
+    // Relaxed: see check_frame_layout.
+    if !FAST_FRAMES.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: attached (callers hold the GIL); frames are live while we run
+    // inside them, and their code objects are kept by SITE_CACHE once seen (a
+    // code object not in the skip cache ends the fast walk).
+    unsafe {
+        let mut f = current_iframe();
+        let mut h: u64 = 0;
+        for _ in 0..MAX_FRAMES {
+            if f.is_null() {
+                break;
+            }
+            let code = (*f).f_code as usize;
+            h = mix(h, (*f).prev_instr as u64);
+            let (k, skip) = c.skip[(code >> 4) & 255];
+            if k != code {
+                return None;
+            }
+            if !skip {
+                break;
+            }
+            f = (*f).previous;
+        }
+        let (k, s) = c.sites[(h as usize) & 1023];
+        (k == h && h != 0).then_some(s)
+    }
+}
+
+/// After a slow lookup: remember the walked code objects and the site.
+fn fill_site_cache(c: &mut ThreadSites, site: SiteId) {
+    // Relaxed: see check_frame_layout.
+    if !FAST_FRAMES.load(Ordering::Relaxed) {
+        return;
+    }
+    let g = cache();
+    let Some(sc) = g.as_ref() else { return };
+    // SAFETY: as in cached_site; code objects looked up in SITE_CACHE are
+    // kept alive by it.
+    unsafe {
+        let mut f = current_iframe();
+        let mut h: u64 = 0;
+        for _ in 0..MAX_FRAMES {
+            if f.is_null() {
+                break;
+            }
+            let code = (*f).f_code as usize;
+            h = mix(h, (*f).prev_instr as u64);
+            let Some(info) = sc.codes.get(&code) else { return };
+            c.skip[(code >> 4) & 255] = (code, info.skip);
+            if !info.skip {
+                break;
+            }
+            f = (*f).previous;
+        }
+        if h != 0 {
+            c.sites[(h as usize) & 1023] = (h, site);
+        }
+    }
+}
+
+/// The site of the calling Python code, through the thread's cache.
+fn site_in(py: Python<'_>, t: &mut ThreadDiag) -> SiteId {
+    let c = t.site_cache();
+    if let Some(s) = cached_site(c) {
+        return s;
+    }
+    let s = caller_site_slow(py);
+    fill_site_cache(c, s);
+    s
+}
+
+/// The calling Python code's site: the first frame outside threading.py,
+/// queue.py and concurrent/ (their module-level code excepted) and the import
+/// machinery, within a few levels, plus the innermost frame when it was
+/// skipped; else the innermost frame.
+pub(crate) fn caller_site(py: Python<'_>) -> SiteId {
+    cell::with_thread(|t| site_in(py, t)).unwrap_or_else(|| caller_site_slow(py))
 }
 
 // ----- reports ----------------------------------------------------------
@@ -244,10 +414,37 @@ fn report_leaks(py: Python<'_>, leaks: &[Leak]) {
 
 // ----- lock paths -------------------------------------------------------
 
-fn on_acquired(py: Python<'_>, me: u64, id: LockId, site: SiteId, blocking: bool, waited_ns: u64) {
-    bump_ops();
-    if let Some(inv) = diag::acquired(me, id, site, blocking, waited_ns) {
+fn on_acquired(py: Python<'_>, c: &'static LockCell, me: u64, site: SiteId, blocking: bool, waited_ns: u64) {
+    if let Some(inv) = cell::acquired(c, me, site, blocking, waited_ns) {
         report_inversion(py, &inv);
+    }
+}
+
+/// Record an uncontended acquire of `c` (just done): the site and the fast
+/// path in one visit of the thread's record; the slow path if it declines.
+#[inline]
+fn acquired_now(py: Python<'_>, c: &'static LockCell, blocking: bool) {
+    let r = cell::with_thread(|t| {
+        let site = site_in(py, t);
+        (t.acquired_fast(c, site, blocking), site, t.me())
+    });
+    let inv = match r {
+        Some((true, _, _)) => None,
+        Some((false, site, me)) => cell::acquired_slow(c, me, site, blocking, 0),
+        None => cell::acquired_slow(c, ident::current(), caller_site_slow(py), blocking, 0),
+    };
+    if let Some(inv) = inv {
+        report_inversion(py, &inv);
+    }
+}
+
+/// Record the coming release of `c` by the calling thread.
+#[inline]
+fn releasing(c: &'static LockCell) {
+    match cell::with_thread(|t| (t.released_fast(c), t.me())) {
+        Some((true, _)) => {}
+        Some((false, me)) => cell::released_slow(c, me),
+        None => cell::released_slow(c, ident::current()),
     }
 }
 
@@ -264,17 +461,18 @@ fn begin_wait(py: Python<'_>, me: u64, id: LockId, timed: bool) -> PyResult<()> 
 }
 
 /// The slow path of a blocking acquire, with wait records around the sleep.
-fn blocking_wait<F>(py: Python<'_>, me: u64, id: LockId, site: SiteId, timeout: i64, block: F) -> PyResult<bool>
+fn blocking_wait<F>(py: Python<'_>, me: u64, c: &'static LockCell, site: SiteId, timeout: i64, block: F) -> PyResult<bool>
 where
     F: Fn(Option<Deadline>) -> Acquire + Sync,
 {
+    let id = c.id();
     let timed = timeout != UNSET_TIMEOUT;
     let start = monotonic_ns();
     begin_wait(py, me, id, timed)?;
     let r = acquire_timed_with(py, timeout, block, |py| {
-        let before = ops();
+        let before = cell::ops();
         let r = make_pending_calls(py);
-        if r.is_ok() && ops() != before {
+        if r.is_ok() && cell::ops() != before {
             // A handler took or released locks, which ended our wait record.
             diag::wait_end(me, id, false);
             begin_wait(py, me, id, timed)?;
@@ -284,7 +482,7 @@ where
     match r {
         Ok(true) => {
             diag::wait_end(me, id, true);
-            on_acquired(py, me, id, site, true, monotonic_ns().saturating_sub(start).max(1));
+            on_acquired(py, c, me, site, true, monotonic_ns().saturating_sub(start).max(1));
             Ok(true)
         }
         Ok(false) => {
@@ -301,28 +499,28 @@ where
 /// `lock.acquire` with diagnostics on (`timeout` parsed: ns, 0 try, unset).
 #[inline(never)]
 pub(crate) fn lock_acquire(py: Python<'_>, l: &PyLock, timeout: i64) -> PyResult<bool> {
-    let me = ident::current();
-    let id = id_of(&l.diag);
-    let site = caller_site(py);
+    let c = cell_of(&l.diag);
     if l.raw.try_acquire() {
-        on_acquired(py, me, id, site, timeout != 0, 0);
+        acquired_now(py, c, timeout != 0);
         return Ok(true);
     }
+    let me = ident::current();
     if timeout == 0 {
-        diag::acquire_failed(me, id);
+        cell::acquire_failed(c, me);
         return Ok(false);
     }
-    blocking_wait(py, me, id, site, timeout, |d| l.raw.acquire(d))
+    let site = caller_site(py);
+    blocking_wait(py, me, c, site, timeout, |d| l.raw.acquire(d))
 }
 
 /// `lock.release` with diagnostics on.
 #[inline(never)]
 pub(crate) fn lock_release(l: &PyLock) -> PyResult<()> {
-    // Relaxed: see id_of. A lock never seen has no hold to end.
-    let id = l.diag.load(Ordering::Relaxed);
-    if id != 0 && l.raw.is_locked() {
-        bump_ops();
-        diag::released(ident::current(), id);
+    // A lock never seen has no hold to end.
+    if let Some(c) = cell_in(&l.diag) {
+        if l.raw.is_locked() {
+            releasing(c);
+        }
     }
     l.raw.release().map_err(|_| errors::release_unlocked())
 }
@@ -331,11 +529,10 @@ pub(crate) fn lock_release(l: &PyLock) -> PyResult<()> {
 #[inline(never)]
 pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResult<bool> {
     let me = ident::current();
-    let id = id_of(&l.diag);
-    let site = caller_site(py);
+    let c = cell_of(&l.diag);
     match l.raw.try_acquire(me) {
         Ok(true) => {
-            on_acquired(py, me, id, site, timeout != 0, 0);
+            acquired_now(py, c, timeout != 0);
             return Ok(true);
         }
         Ok(false) => {}
@@ -344,15 +541,15 @@ pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResu
     if timeout == 0 {
         return Ok(false);
     }
-    blocking_wait(py, me, id, site, timeout, |d| l.raw.acquire_contended(me, d))
+    let site = caller_site(py);
+    blocking_wait(py, me, c, site, timeout, |d| l.raw.acquire_contended(me, d))
 }
 
 /// `RLock.release` with diagnostics on: the record first, if we own it.
 #[inline(never)]
 pub(crate) fn rlock_release(l: &PyRLock, me: u64) {
     if l.raw.is_owned_by(me) {
-        bump_ops();
-        diag::released(me, id_of(&l.diag));
+        releasing(cell_of(&l.diag));
     }
 }
 
@@ -361,7 +558,6 @@ pub(crate) fn rlock_release(l: &PyRLock, me: u64) {
 pub(crate) fn rlock_release_save(l: &PyRLock) {
     let me = ident::current();
     if l.raw.is_owned_by(me) {
-        bump_ops();
         diag::release_all(me, id_of(&l.diag));
     }
 }
@@ -371,21 +567,23 @@ pub(crate) fn rlock_release_save(l: &PyRLock) {
 #[inline(never)]
 pub(crate) fn rlock_acquire_restore(py: Python<'_>, l: &PyRLock, owner: u64, count: u64) {
     let me = ident::current();
-    let id = id_of(&l.diag);
+    let c = cell_of(&l.diag);
     let site = caller_site(py);
     let mut waited = 0;
     if !l.raw.try_acquire_inner() {
         let start = monotonic_ns();
-        if let Some(d) = diag::wait_begin(me, id, false) {
+        if let Some(d) = diag::wait_begin(me, c.id(), false) {
             report_deadlock(py, &d, false);
         }
         py.detach(|| l.raw.acquire_inner_blocking());
-        diag::wait_end(me, id, true);
+        diag::wait_end(me, c.id(), true);
         waited = monotonic_ns().saturating_sub(start).max(1);
     }
     l.raw.restore(owner, count);
-    on_acquired(py, me, id, site, true, waited);
-    diag::set_rlock_depth(id, count);
+    on_acquired(py, c, me, site, true, waited);
+    if count != 1 {
+        diag::set_rlock_depth(c.id(), count);
+    }
 }
 
 // ----- threads ----------------------------------------------------------
@@ -418,8 +616,9 @@ pub(crate) fn thread_end(py: Python<'_>) {
 /// A `_set_sentinel` lock (diagnostics on).
 pub(crate) fn sentinel_created(py: Python<'_>, l: &PyLock) {
     let _ = py;
-    let id = id_of(&l.diag);
-    diag::lock_created(id, LockKind::Lock, diag::intern_site(SENTINEL_SITE));
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let c = diag::lock_created(id, LockKind::Lock, diag::intern_site(SENTINEL_SITE));
+    store_cell(&l.diag, c);
     diag::mark_sentinel(id);
 }
 
@@ -428,10 +627,10 @@ const SENTINEL_SITE: &str = "<thread sentinel> (Thread.join waits for it)";
 
 /// The thread's own sentinel is about to be released (no GIL needed).
 pub(crate) fn sentinel_release(l: &PyLock) {
-    // Relaxed: see id_of.
-    let id = l.diag.load(Ordering::Relaxed);
-    if id != 0 && l.raw.is_locked() {
-        diag::released(ident::current(), id);
+    if let Some(c) = cell_in(&l.diag) {
+        if l.raw.is_locked() {
+            cell::released(c, ident::current());
+        }
     }
 }
 
@@ -479,7 +678,8 @@ fn held_list<'py>(py: Python<'py>, held: &[HeldLock], now: u64) -> PyResult<Boun
             let d = PyDict::new(py);
             d.set_item("lock", lock_dict(py, &h.lock)?)?;
             d.set_item("acquire_site", diag::site_name(h.acquire_site))?;
-            d.set_item("held_for", ns_s(now.saturating_sub(h.since_ns)))?;
+            // since 0: not timed (only profile and the hang watchdog time holds).
+            d.set_item("held_for", (h.since_ns != 0).then(|| ns_s(now.saturating_sub(h.since_ns))))?;
             d.set_item("since_ns", h.since_ns)?;
             d.set_item("depth", h.depth)?;
             Ok(d)
@@ -548,7 +748,7 @@ fn leak_dict<'py>(py: Python<'py>, l: &Leak) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("thread", thread_dict(py, &l.thread)?)?;
     d.set_item("lock", lock_dict(py, &l.lock)?)?;
     d.set_item("acquire_site", diag::site_name(l.acquire_site))?;
-    d.set_item("held_for", ns_s(l.exited_ns.saturating_sub(l.since_ns)))?;
+    d.set_item("held_for", (l.since_ns != 0).then(|| ns_s(l.exited_ns.saturating_sub(l.since_ns))))?;
     d.set_item("depth", l.depth)?;
     Ok(d)
 }
@@ -632,12 +832,9 @@ fn stats_dict<'py>(py: Python<'py>, c: &ClassStats) -> PyResult<Bound<'py, PyDic
         .map(|s| {
             let e = PyDict::new(py);
             e.set_item("site", diag::site_name(s.site))?;
-            e.set_item("acquisitions", s.acquisitions)?;
             e.set_item("contended", s.contended)?;
             e.set_item("total_wait", ns_s(s.total_wait_ns))?;
             e.set_item("max_wait", ns_s(s.max_wait_ns))?;
-            e.set_item("total_hold", ns_s(s.total_hold_ns))?;
-            e.set_item("max_hold", ns_s(s.max_hold_ns))?;
             Ok(e)
         })
         .collect::<PyResult<Vec<_>>>()?;

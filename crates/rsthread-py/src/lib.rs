@@ -95,6 +95,7 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.getattr(name)?.setattr("__module__", "_thread")?;
     }
     diag::register(py)?;
+    diag::check_frame_layout(py);
     thread::install_fast_get_ident(m)?;
     // Stock `_thread` has neither a `lock` attribute (only `LockType`) nor `__all__`.
     m.delattr("lock")?;

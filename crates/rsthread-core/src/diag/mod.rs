@@ -134,11 +134,13 @@
 //! acquiring `x`, is reported once per pair (`transfer(a, b)` /
 //! `transfer(b, a)`); a same-class pair never makes a class self-edge.
 
+pub mod cell;
 mod report;
 mod sites;
 mod state;
 mod timeline;
 
+pub use cell::LockCell;
 pub use report::*;
 pub use sites::{intern_site, site_name};
 pub use timeline::DEFAULT_CAPACITY as DEFAULT_TIMELINE_CAPACITY;
@@ -224,6 +226,9 @@ pub struct Diagnostics {
     mode: AtomicU8,
     report_timed: AtomicBool,
     timeline_capacity: AtomicUsize,
+    /// Some wait cycle was reported and not forgotten yet: every acquire and
+    /// release must go through the state (which forgets it).
+    dirty: AtomicBool,
     clock: fn() -> u64,
     state: Mutex<Option<State>>,
 }
@@ -253,6 +258,7 @@ impl Diagnostics {
             mode: AtomicU8::new(0),
             report_timed: AtomicBool::new(false),
             timeline_capacity: AtomicUsize::new(timeline::DEFAULT_CAPACITY),
+            dirty: AtomicBool::new(false),
             clock,
             state: Mutex::new(None),
         }
@@ -270,6 +276,18 @@ impl Diagnostics {
     pub fn set_flags(&self, flags: u32) {
         // Relaxed: see flags().
         self.flags.store(flags & ALL, Ordering::Relaxed);
+        // Holds recorded while off are unknown: threads start their hold
+        // stacks afresh.
+        cell::bump_epoch();
+    }
+
+    /// Whether a reported cycle is still remembered (see `dirty`).
+    #[inline]
+    pub(crate) fn dirty(&self) -> bool {
+        // Relaxed: a hint read by the fast path; the state (under its mutex)
+        // is what decides, and a thread that sees the flag late only skips
+        // forgetting a cycle it is not part of.
+        self.dirty.load(Ordering::Relaxed)
     }
 
     /// The deadlock mode (for the binding; the core only stores it).
@@ -331,12 +349,24 @@ impl Diagnostics {
 
     fn with<R>(&self, f: impl FnOnce(&mut State, &Ctx) -> R) -> R {
         let mut g = self.lock();
-        self.run(&mut g, f)
+        let r = self.run(&mut g, f);
+        let dirty = g.as_ref().is_some_and(|s| !s.reported.is_empty());
+        if dirty != self.dirty() {
+            // Relaxed: see dirty().
+            self.dirty.store(dirty, Ordering::Relaxed);
+        }
+        r
     }
 
-    /// A lock object was created at `site`.
-    pub fn lock_created(&self, lock: LockId, kind: LockKind, site: SiteId) {
+    /// A lock object was created at `site`; returns its cell.
+    pub fn lock_created(&self, lock: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
         self.with(|s, _| s.lock_created(lock, kind, site))
+    }
+
+    /// The cell of lock `lock` (registered as a plain lock of unknown site
+    /// if it is new).
+    pub fn cell_of(&self, lock: LockId) -> &'static LockCell {
+        self.with(|s, _| s.cell_of(lock))
     }
 
     /// A lock object is gone (its id may be reused). A hold still open ends
@@ -385,7 +415,21 @@ impl Diagnostics {
         blocking: bool,
         waited_ns: u64,
     ) -> Option<OrderInversion> {
-        self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns))
+        self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns, None))
+    }
+
+    /// [`acquired`](Self::acquired), with what `t` holds (oldest first) given
+    /// by the caller instead of looked up.
+    pub(crate) fn acquired_with(
+        &self,
+        t: ThreadId,
+        lock: LockId,
+        site: SiteId,
+        blocking: bool,
+        waited_ns: u64,
+        held: Option<&[LockId]>,
+    ) -> Option<OrderInversion> {
+        self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns, held))
     }
 
     /// `t` released `lock` (one level of an RLock). For a plain lock `t` may
@@ -458,7 +502,8 @@ impl Diagnostics {
     /// cycles and pending leaks. What is true now (threads, locks, holds,
     /// waits) is kept.
     pub fn reset(&self) {
-        self.with(|s, _| s.reset())
+        self.with(|s, _| s.reset());
+        cell::bump_epoch();
     }
 
     /// The timeline, oldest first.
@@ -541,8 +586,12 @@ pub fn set_timeline_capacity(events: usize) {
     GLOBAL.set_timeline_capacity(events)
 }
 /// See [`Diagnostics::lock_created`].
-pub fn lock_created(lock: LockId, kind: LockKind, site: SiteId) {
+pub fn lock_created(lock: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
     GLOBAL.lock_created(lock, kind, site)
+}
+/// See [`Diagnostics::cell_of`].
+pub fn cell_of(lock: LockId) -> &'static LockCell {
+    GLOBAL.cell_of(lock)
 }
 /// See [`Diagnostics::lock_destroyed`].
 pub fn lock_destroyed(lock: LockId) {
@@ -562,6 +611,9 @@ pub fn thread_named(t: ThreadId, name: &str) {
 }
 /// See [`Diagnostics::thread_exited`].
 pub fn thread_exited(t: ThreadId) -> Vec<Leak> {
+    if t == crate::ident::current() {
+        cell::forget_thread();
+    }
     GLOBAL.thread_exited(t)
 }
 /// See [`Diagnostics::leaked_at_exit`].
@@ -588,12 +640,14 @@ pub fn set_rlock_depth(lock: LockId, depth: u64) {
 pub fn acquire_failed(t: ThreadId, lock: LockId) {
     GLOBAL.acquire_failed(t, lock)
 }
-/// See [`Diagnostics::wait_begin`].
+/// See [`Diagnostics::wait_begin`]. From thread `t` itself.
 pub fn wait_begin(t: ThreadId, lock: LockId, timed: bool) -> Option<Deadlock> {
+    cell::mark_unsynced();
     GLOBAL.wait_begin(t, lock, timed)
 }
-/// See [`Diagnostics::wait_end`].
+/// See [`Diagnostics::wait_end`]. From thread `t` itself.
 pub fn wait_end(t: ThreadId, lock: LockId, acquired: bool) {
+    cell::mark_unsynced();
     GLOBAL.wait_end(t, lock, acquired)
 }
 /// See [`Diagnostics::detect_deadlock`].

@@ -247,23 +247,19 @@ pub struct LongWait {
     pub wait: WaitState,
 }
 
-/// Contention statistics of one acquire site within a class.
+/// Contention at one acquire site within a class. Only acquisitions that
+/// waited are attributed to sites: the uncontended fast path does not look
+/// at the caller's frame for statistics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SiteStats {
     /// The acquire site.
     pub site: SiteId,
-    /// Acquisitions (first-level; RLock re-entries are not counted).
-    pub acquisitions: u64,
-    /// Acquisitions that had to wait (`waited_ns > 0`).
+    /// Acquisitions here that had to wait (`waited_ns > 0`).
     pub contended: u64,
     /// Sum of waits.
     pub total_wait_ns: u64,
     /// Longest wait.
     pub max_wait_ns: u64,
-    /// Sum of completed holds that began here.
-    pub total_hold_ns: u64,
-    /// Longest completed hold that began here.
-    pub max_hold_ns: u64,
 }
 
 /// Contention statistics of one lock class.

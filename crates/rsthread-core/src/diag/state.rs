@@ -3,10 +3,12 @@
 //! graph, statistics, pending leaks and the timeline. Always used under the
 //! owner's mutex; see the module docs of `diag` for the rules.
 
+use super::cell::{self, LockCell, ORPHANED, RELEASED_BY_OTHER, RELEASED_BY_SELF, SELF_BLOCKED, SENTINEL};
 use super::report::*;
 use super::timeline::{Event, Timeline, TraceData};
 use super::{LockClass, LockId, LockKind, SiteId, ThreadId, DEADLOCK, LOCK_ORDER, PROFILE, TRACE, UNKNOWN_SITE};
-use std::collections::{HashMap, HashSet, VecDeque};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::VecDeque;
 
 /// Same-class object pairs remembered at most (then no new pairs are added).
 const MAX_SAME_CLASS_PAIRS: usize = 1 << 20;
@@ -43,9 +45,6 @@ struct ThreadRec {
     name: Option<String>,
     /// Registered by first use rather than `thread_started`.
     implicit: bool,
-    /// Locks held, oldest first (plain locks: acquired by this thread and not
-    /// yet released by anyone).
-    held: Vec<LockId>,
     wait: Option<WaitRec>,
     /// The last wait and when it ended, if it ended without the lock (a
     /// signal or a timeout): a prompt new wait on the same lock continues
@@ -55,7 +54,7 @@ struct ThreadRec {
 
 impl ThreadRec {
     fn new(native: u64, name: Option<String>, implicit: bool) -> ThreadRec {
-        ThreadRec { native, name, implicit, held: Vec::new(), wait: None, interrupted: None }
+        ThreadRec { native, name, implicit, wait: None, interrupted: None }
     }
     fn tid(&self, ident: ThreadId) -> u64 {
         if self.native != 0 {
@@ -66,23 +65,10 @@ impl ThreadRec {
     }
 }
 
+/// What the state keeps about a lock beside its [`LockCell`].
 #[derive(Debug)]
 struct LockRec {
-    kind: LockKind,
-    site: SiteId,
-    holder: Option<ThreadId>,
-    hold_site: SiteId,
-    since: u64,
-    depth: u64,
-    /// Released at least once by the thread that had acquired it.
-    released_by_self: bool,
-    /// Released at least once by another thread than the acquirer.
-    released_by_other: bool,
-    /// Its holder tried to acquire it again (blocking or not): a
-    /// binary-semaphore use such as a Condition waiter lock.
-    self_blocked: bool,
-    /// A thread's sentinel (`Thread.join` waits on it).
-    sentinel: bool,
+    cell: &'static LockCell,
     /// Its holder exited while holding it (and nobody released it since).
     orphaned_by: Option<ThreadId>,
     /// Same-class objects it forms recorded pairs with (for cleanup).
@@ -90,38 +76,11 @@ struct LockRec {
 }
 
 impl LockRec {
-    fn new(kind: LockKind, site: SiteId) -> LockRec {
-        LockRec {
-            kind,
-            site,
-            holder: None,
-            hold_site: UNKNOWN_SITE,
-            since: 0,
-            depth: 0,
-            released_by_self: false,
-            released_by_other: false,
-            self_blocked: false,
-            sentinel: false,
-            orphaned_by: None,
-            partners: Vec::new(),
-        }
-    }
     fn lref(&self, id: LockId) -> LockRef {
-        LockRef { id, kind: self.kind, site: self.site }
+        LockRef { id, kind: self.cell.kind(), site: self.cell.site() }
     }
-    /// An edge "waiter -> holder" through this lock can only be broken by the holder.
-    fn owned(&self) -> bool {
-        match self.kind {
-            LockKind::RLock => true,
-            LockKind::Lock => self.sentinel || (self.released_by_self && !self.released_by_other && !self.self_blocked),
-        }
-    }
-    /// Whether holding it orders later acquires (lock-order graph).
-    fn orders(&self) -> bool {
-        match self.kind {
-            LockKind::RLock => true,
-            LockKind::Lock => !self.sentinel && !self.released_by_other && !self.self_blocked,
-        }
+    fn holder(&self) -> Option<ThreadId> {
+        self.cell.holder()
     }
 }
 
@@ -168,9 +127,10 @@ impl OrderGraph {
         self.edges.insert((from, to), rec);
         self.adj.entry(from).or_default().push(to);
         // Shortest path to -> ... -> from (BFS), closing the cycle with the new edge.
-        let mut parent: HashMap<LockClass, LockClass> = HashMap::new();
+        let mut parent: HashMap<LockClass, LockClass> = HashMap::default();
         let mut queue = VecDeque::from([to]);
-        let mut seen = HashSet::from([to]);
+        let mut seen: HashSet<LockClass> = HashSet::default();
+        seen.insert(to);
         let mut found = false;
         while let Some(c) = queue.pop_front() {
             if c == from {
@@ -206,16 +166,15 @@ impl OrderGraph {
     }
 }
 
+/// Per-class statistics the cells do not keep: waits and acquire sites
+/// (slow path), plus the counters of destroyed locks.
 #[derive(Debug, Default, Clone)]
 struct ClassAcc {
     kind: Option<LockKind>,
-    acquisitions: u64,
+    folded: cell::CellStats,
     contended: u64,
     total_wait: u64,
     max_wait: u64,
-    holds: u64,
-    total_hold: u64,
-    max_hold: u64,
     sites: HashMap<SiteId, SiteStats>,
 }
 
@@ -242,25 +201,33 @@ pub(crate) struct State {
     waiting_timed: usize,
     next_episode: u64,
     /// Reported wait cycles, as sorted (thread, lock) lists.
-    reported: Vec<Vec<(ThreadId, LockId)>>,
+    pub(crate) reported: Vec<Vec<(ThreadId, LockId)>>,
     pending_leaks: HashMap<LockId, Leak>,
     order: OrderGraph,
     stats: HashMap<LockClass, ClassAcc>,
     pub(crate) timeline: Timeline,
 }
 
+impl Drop for State {
+    fn drop(&mut self) {
+        for (_, l) in self.locks.drain() {
+            cell::free(l.cell);
+        }
+    }
+}
+
 impl State {
     pub(crate) fn new(timeline_capacity: usize) -> State {
         State {
-            threads: HashMap::new(),
-            locks: HashMap::new(),
+            threads: HashMap::default(),
+            locks: HashMap::default(),
             waiting_untimed: 0,
             waiting_timed: 0,
             next_episode: 1,
             reported: Vec::new(),
-            pending_leaks: HashMap::new(),
+            pending_leaks: HashMap::default(),
             order: OrderGraph::default(),
-            stats: HashMap::new(),
+            stats: HashMap::default(),
             timeline: Timeline::new(timeline_capacity),
         }
     }
@@ -272,7 +239,16 @@ impl State {
     }
 
     fn lock_entry(&mut self, l: LockId) -> &mut LockRec {
-        self.locks.entry(l).or_insert_with(|| LockRec::new(LockKind::Lock, UNKNOWN_SITE))
+        self.locks.entry(l).or_insert_with(|| LockRec {
+            cell: cell::alloc(l, LockKind::Lock, UNKNOWN_SITE),
+            orphaned_by: None,
+            partners: Vec::new(),
+        })
+    }
+
+    /// The cell of lock `l` (registering it as a plain lock of unknown site).
+    pub(crate) fn cell_of(&mut self, l: LockId) -> &'static LockCell {
+        self.lock_entry(l).cell
     }
 
     fn tref(&self, t: ThreadId) -> ThreadRef {
@@ -286,13 +262,29 @@ impl State {
         self.threads.get(&t).map_or(t, |r| r.tid(t))
     }
 
-    fn held_of(&self, t: ThreadId) -> Vec<HeldLock> {
-        let Some(r) = self.threads.get(&t) else { return Vec::new() };
-        r.held
+    /// Locks `t` holds, oldest first.
+    fn held_ids(&self, t: ThreadId) -> Vec<LockId> {
+        let mut v: Vec<(u64, u64, LockId)> = self
+            .locks
             .iter()
-            .filter_map(|&id| {
+            .filter(|(_, l)| l.holder() == Some(t))
+            .map(|(&id, l)| (l.cell.since(), l.cell.seq(), id))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, _, id)| id).collect()
+    }
+
+    fn held_of(&self, t: ThreadId) -> Vec<HeldLock> {
+        self.held_ids(t)
+            .into_iter()
+            .filter_map(|id| {
                 let l = self.locks.get(&id)?;
-                Some(HeldLock { lock: l.lref(id), acquire_site: l.hold_site, since_ns: l.since, depth: l.depth })
+                Some(HeldLock {
+                    lock: l.lref(id),
+                    acquire_site: l.cell.hold_site(),
+                    since_ns: l.cell.since(),
+                    depth: l.cell.depth(),
+                })
             })
             .collect()
     }
@@ -313,7 +305,7 @@ impl State {
             EventKind::ThreadStart | EventKind::ThreadEnd | EventKind::Deadlock | EventKind::Inversion => {
                 (LockKind::Lock, UNKNOWN_SITE)
             }
-            _ => self.locks.get(&lock).map_or((LockKind::Lock, UNKNOWN_SITE), |l| (l.kind, l.site)),
+            _ => self.locks.get(&lock).map_or((LockKind::Lock, UNKNOWN_SITE), |l| (l.cell.kind(), l.cell.site())),
         };
         self.timeline.push(Event::new(cx.now, tid, kind, lock, lk, site, aux));
     }
@@ -339,50 +331,51 @@ impl State {
     }
 
     fn forget_reported(&mut self, t: ThreadId) {
-        self.reported.retain(|c| !c.iter().any(|&(u, _)| u == t));
+        if !self.reported.is_empty() {
+            self.reported.retain(|c| !c.iter().any(|&(u, _)| u == t));
+        }
     }
 
     /// Close `lock`'s current hold (stats, timeline); `releaser` is who released it.
     fn end_hold(&mut self, cx: &Ctx, lock: LockId, releaser: ThreadId) {
-        let Some(l) = self.locks.get_mut(&lock) else { return };
-        let Some(h) = l.holder.take() else { return };
-        let (site, hold_site, since) = (l.site, l.hold_site, l.since);
-        let class = LockClass::of(lock, site);
-        l.depth = 0;
-        if let Some(r) = self.threads.get_mut(&h) {
-            if let Some(i) = r.held.iter().rposition(|&x| x == lock) {
-                r.held.remove(i);
+        let Some(l) = self.locks.get(&lock) else { return };
+        if l.holder().is_none() {
+            return;
+        }
+        l.cell.end_hold(cx.now, cx.on(PROFILE));
+        self.event(cx, releaser, EventKind::HoldEnd, lock, 0);
+    }
+
+    fn set_orphaned(&mut self, lock: LockId, by: Option<ThreadId>) {
+        let pending = self.pending_leaks.contains_key(&lock);
+        if let Some(l) = self.locks.get_mut(&lock) {
+            l.orphaned_by = by;
+            if by.is_some() || pending {
+                l.cell.set_bit(ORPHANED);
+            } else {
+                l.cell.clear_bit(ORPHANED);
             }
         }
-        if cx.on(PROFILE) {
-            let d = cx.now.saturating_sub(since);
-            let acc = self.stats.entry(class).or_default();
-            acc.holds += 1;
-            acc.total_hold = acc.total_hold.saturating_add(d);
-            acc.max_hold = acc.max_hold.max(d);
-            let s = acc.sites.entry(hold_site).or_insert_with(|| SiteStats { site: hold_site, ..Default::default() });
-            s.total_hold_ns = s.total_hold_ns.saturating_add(d);
-            s.max_hold_ns = s.max_hold_ns.max(d);
-        }
-        self.event(cx, releaser, EventKind::HoldEnd, lock, 0);
     }
 
     // ----- registries ----------------------------------------------------
 
-    pub(crate) fn lock_created(&mut self, lock: LockId, kind: LockKind, site: SiteId) {
+    pub(crate) fn lock_created(&mut self, lock: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
         // A reused id: the old object is gone.
         if self.locks.contains_key(&lock) {
             self.drop_lock(lock);
         }
-        self.locks.insert(lock, LockRec::new(kind, site));
+        let c = cell::alloc(lock, kind, site);
+        self.locks.insert(lock, LockRec { cell: c, orphaned_by: None, partners: Vec::new() });
+        c
     }
 
     pub(crate) fn mark_sentinel(&mut self, lock: LockId) {
-        self.lock_entry(lock).sentinel = true;
+        self.lock_entry(lock).cell.set_bit(SENTINEL);
     }
 
     pub(crate) fn lock_destroyed(&mut self, cx: &Ctx, lock: LockId) {
-        if let Some(h) = self.locks.get(&lock).and_then(|l| l.holder) {
+        if let Some(h) = self.locks.get(&lock).and_then(LockRec::holder) {
             self.end_hold(cx, lock, h);
         }
         self.drop_lock(lock);
@@ -390,12 +383,13 @@ impl State {
 
     fn drop_lock(&mut self, lock: LockId) {
         let Some(l) = self.locks.remove(&lock) else { return };
-        if let Some(h) = l.holder {
-            if let Some(r) = self.threads.get_mut(&h) {
-                r.held.retain(|&x| x != lock);
-            }
-        }
         self.pending_leaks.remove(&lock);
+        let st = l.cell.stats();
+        if st != cell::CellStats::default() {
+            let acc = self.stats.entry(l.cell.class()).or_default();
+            acc.kind = Some(l.cell.kind());
+            add_stats(&mut acc.folded, &st);
+        }
         for p in l.partners {
             self.order.pairs.remove(&(lock, p));
             self.order.pairs.remove(&(p, lock));
@@ -404,6 +398,7 @@ impl State {
                 pl.partners.retain(|&x| x != lock);
             }
         }
+        cell::free(l.cell);
     }
 
     pub(crate) fn thread_started(&mut self, cx: &Ctx, t: ThreadId, native: u64, name: Option<String>) {
@@ -431,7 +426,7 @@ impl State {
         let tid = r.tid(t);
         let name = r.name.clone().unwrap_or_else(|| format!("thread {t:#x}"));
         self.timeline.names.insert(tid, name);
-        let live: HashSet<u64> = if self.timeline.names.len() > 2 * self.threads.len() + 1024 {
+        let live: std::collections::HashSet<u64> = if self.timeline.names.len() > 2 * self.threads.len() + 1024 {
             self.threads.iter().map(|(&i, r)| r.tid(i)).collect()
         } else {
             return;
@@ -452,33 +447,30 @@ impl State {
         self.set_wait(t, None);
         self.forget_reported(t);
         let who = self.tref(t);
-        let held = std::mem::take(&mut self.threads.get_mut(&t).expect("checked").held);
         let mut leaks = Vec::new();
-        for id in held {
-            let Some(l) = self.locks.get_mut(&id) else { continue };
-            if l.holder != Some(t) {
-                continue;
-            }
+        for id in self.held_ids(t) {
+            let l = &self.locks[&id];
+            let c = l.cell;
             let leak = Leak {
                 thread: who.clone(),
                 lock: l.lref(id),
-                acquire_site: l.hold_site,
-                since_ns: l.since,
+                acquire_site: c.hold_site(),
+                since_ns: c.since(),
                 exited_ns: cx.now,
-                depth: l.depth,
+                depth: c.depth(),
             };
-            l.holder = None;
-            if l.sentinel {
+            c.end_hold(cx.now, false);
+            if c.bits() & SENTINEL != 0 {
                 // Released by the runtime right around exit: never a leak.
                 continue;
             }
-            l.orphaned_by = Some(t);
-            match l.kind {
+            match c.kind() {
                 LockKind::RLock => leaks.push(leak),
                 LockKind::Lock => {
                     self.pending_leaks.insert(id, leak);
                 }
             }
+            self.set_orphaned(id, Some(t));
         }
         self.threads.remove(&t);
         leaks
@@ -490,7 +482,9 @@ impl State {
         let mut v: Vec<Leak> = self
             .pending_leaks
             .iter()
-            .filter(|(id, _)| self.locks.get(id).is_some_and(|l| !l.released_by_other && !l.self_blocked))
+            .filter(|(id, _)| {
+                self.locks.get(id).is_some_and(|l| l.cell.bits() & (RELEASED_BY_OTHER | SELF_BLOCKED) == 0)
+            })
             .map(|(_, l)| l.clone())
             .collect();
         v.sort_by_key(|l| (l.exited_ns, l.lock.id));
@@ -499,6 +493,9 @@ impl State {
 
     // ----- holds ---------------------------------------------------------
 
+    /// `t` acquired `lock`; `held` is what `t` holds (oldest first), when the
+    /// caller keeps it (the fast path's hold stack), else it is looked up.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn acquired(
         &mut self,
         cx: &Ctx,
@@ -507,14 +504,13 @@ impl State {
         site: SiteId,
         blocking: bool,
         waited_ns: u64,
+        held: Option<&[LockId]>,
     ) -> Option<OrderInversion> {
         self.thread_entry(t);
-        {
-            let l = self.lock_entry(lock);
-            if l.kind == LockKind::RLock && l.holder == Some(t) {
-                l.depth = l.depth.saturating_add(1);
-                return None;
-            }
+        let c = self.lock_entry(lock).cell;
+        if c.kind() == LockKind::RLock && c.holder() == Some(t) {
+            c.set_depth(c.depth().saturating_add(1));
+            return None;
         }
         // A wait the binding did not close, an interrupted wait: both over now.
         if let Some(r) = self.threads.get_mut(&t) {
@@ -523,32 +519,33 @@ impl State {
         self.set_wait(t, None);
         self.forget_reported(t);
         // A hold whose release we did not see (acquired before enabling, say).
-        if let Some(h) = self.locks[&lock].holder {
+        if let Some(h) = c.holder() {
             self.end_hold(cx, lock, h);
         }
         self.pending_leaks.remove(&lock);
+        self.set_orphaned(lock, None);
 
-        let inversion = if cx.on(LOCK_ORDER) && blocking { self.order_edges(cx, t, lock, site) } else { None };
+        let inversion = if cx.on(LOCK_ORDER) && blocking {
+            let held = match held {
+                Some(h) => h.to_vec(),
+                None => self.held_ids(t),
+            };
+            self.order_edges(cx, t, lock, site, &held)
+        } else {
+            None
+        };
 
-        let l = self.locks.get_mut(&lock).expect("entry made above");
-        l.holder = Some(t);
-        l.hold_site = site;
-        l.since = cx.now;
-        l.depth = 1;
-        l.orphaned_by = None;
-        let (kind, class) = (l.kind, LockClass::of(lock, l.site));
-        self.threads.get_mut(&t).expect("entry made above").held.push(lock);
-
+        c.begin_hold(t, site, cx.now, cell::next_seq());
+        let class = c.class();
         if cx.on(PROFILE) {
+            c.count_acquisition();
             let acc = self.stats.entry(class).or_default();
-            acc.kind = Some(kind);
-            acc.acquisitions += 1;
-            let s = acc.sites.entry(site).or_insert_with(|| SiteStats { site, ..Default::default() });
-            s.acquisitions += 1;
+            acc.kind = Some(c.kind());
             if waited_ns > 0 {
                 acc.contended += 1;
                 acc.total_wait = acc.total_wait.saturating_add(waited_ns);
                 acc.max_wait = acc.max_wait.max(waited_ns);
+                let s = acc.sites.entry(site).or_insert_with(|| SiteStats { site, ..Default::default() });
                 s.contended += 1;
                 s.total_wait_ns = s.total_wait_ns.saturating_add(waited_ns);
                 s.max_wait_ns = s.max_wait_ns.max(waited_ns);
@@ -565,20 +562,27 @@ impl State {
         inversion
     }
 
-    /// Record lock-order edges for `t` acquiring `lock` at `site`.
-    fn order_edges(&mut self, cx: &Ctx, t: ThreadId, lock: LockId, site: SiteId) -> Option<OrderInversion> {
-        let new = &self.locks[&lock];
-        if new.sentinel {
+    /// Record lock-order edges for `t` acquiring `lock` at `site` while
+    /// holding `held`.
+    fn order_edges(
+        &mut self,
+        cx: &Ctx,
+        t: ThreadId,
+        lock: LockId,
+        site: SiteId,
+        held: &[LockId],
+    ) -> Option<OrderInversion> {
+        let new = self.locks[&lock].cell;
+        if new.bits() & SENTINEL != 0 {
             return None;
         }
-        let to = LockClass::of(lock, new.site);
-        let held: Vec<(LockId, LockClass, SiteId)> = self.threads[&t]
-            .held
+        let to = new.class();
+        let held: Vec<(LockId, LockClass, SiteId)> = held
             .iter()
             .filter(|&&h| h != lock)
             .filter_map(|&h| {
-                let l = self.locks.get(&h)?;
-                l.orders().then(|| (h, LockClass::of(h, l.site), l.hold_site))
+                let c = self.locks.get(&h)?.cell;
+                (c.holder() == Some(t) && c.orders()).then(|| (h, c.class(), c.hold_site()))
             })
             .collect();
         let me = self.tref(t);
@@ -594,7 +598,7 @@ impl State {
                 // An edge recorded while its held lock still looked like a
                 // mutex, before another thread released it (a signal lock:
                 // its "hold" orders nothing), is no evidence.
-                let stale = edges.iter().any(|e| self.locks.get(&e.from_lock).is_some_and(|l| !l.orders()));
+                let stale = edges.iter().any(|e| self.locks.get(&e.from_lock).is_some_and(|l| !l.cell.orders()));
                 if !stale && best.as_ref().is_none_or(|b| edges.len() < b.edges.len()) {
                     best = Some(OrderInversion { thread: t, at_ns: cx.now, same_class, edges });
                 }
@@ -605,7 +609,7 @@ impl State {
 
     /// Object `h` (held) then `lock` (acquired), both of one class.
     fn same_class_pair(&mut self, h: LockId, lock: LockId, rec: EdgeRec) -> Option<Vec<OrderEdge>> {
-        let class = LockClass::of(lock, self.locks[&lock].site);
+        let class = self.locks[&lock].cell.class();
         if !self.order.pairs.contains_key(&(h, lock)) && self.order.pairs.len() < MAX_SAME_CLASS_PAIRS {
             self.order.pairs.insert((h, lock), rec);
             for (a, b) in [(h, lock), (lock, h)] {
@@ -629,52 +633,48 @@ impl State {
         if let Some(r) = self.threads.get_mut(&t) {
             r.interrupted = None;
         }
-        let Some(l) = self.locks.get_mut(&lock) else {
+        let Some(l) = self.locks.get(&lock) else {
             self.pending_leaks.remove(&lock);
             return;
         };
-        if l.kind == LockKind::RLock && l.holder == Some(t) && l.depth > 1 {
-            l.depth -= 1;
+        let c = l.cell;
+        if c.kind() == LockKind::RLock && c.holder() == Some(t) && c.depth() > 1 {
+            c.set_depth(c.depth() - 1);
             return;
         }
-        match l.holder {
+        match c.holder() {
             Some(h) => {
-                if h == t {
-                    l.released_by_self = true
-                } else {
-                    l.released_by_other = true
-                }
+                c.set_bit(if h == t { RELEASED_BY_SELF } else { RELEASED_BY_OTHER });
                 self.end_hold(cx, lock, t);
             }
             None => {
-                if l.orphaned_by.take().is_some_and(|o| o != t) {
-                    l.released_by_other = true;
+                if l.orphaned_by.is_some_and(|o| o != t) {
+                    c.set_bit(RELEASED_BY_OTHER);
                 }
                 self.pending_leaks.remove(&lock);
+                self.set_orphaned(lock, None);
             }
         }
     }
 
     pub(crate) fn release_all(&mut self, cx: &Ctx, t: ThreadId, lock: LockId) {
-        if let Some(l) = self.locks.get_mut(&lock) {
-            l.depth = l.depth.min(1);
+        if let Some(l) = self.locks.get(&lock) {
+            l.cell.set_depth(l.cell.depth().min(1));
         }
         self.released(cx, t, lock);
     }
 
     pub(crate) fn set_rlock_depth(&mut self, lock: LockId, depth: u64) {
-        if let Some(l) = self.locks.get_mut(&lock) {
-            if l.holder.is_some() {
-                l.depth = depth.max(1);
+        if let Some(l) = self.locks.get(&lock) {
+            if l.holder().is_some() {
+                l.cell.set_depth(depth.max(1));
             }
         }
     }
 
     pub(crate) fn acquire_failed(&mut self, t: ThreadId, lock: LockId) {
-        if let Some(l) = self.locks.get_mut(&lock) {
-            if l.kind == LockKind::Lock && l.holder == Some(t) {
-                l.self_blocked = true;
-            }
+        if let Some(l) = self.locks.get(&lock) {
+            cell::acquire_failed(l.cell, t);
         }
     }
 
@@ -682,9 +682,9 @@ impl State {
 
     pub(crate) fn wait_begin(&mut self, cx: &Ctx, t: ThreadId, lock: LockId, timed: bool) -> Option<Deadlock> {
         self.thread_entry(t);
-        let l = self.lock_entry(lock);
-        if l.kind == LockKind::Lock && l.holder == Some(t) {
-            l.self_blocked = true;
+        let c = self.lock_entry(lock).cell;
+        if c.kind() == LockKind::Lock && c.holder() == Some(t) {
+            c.set_bit(SELF_BLOCKED);
         }
         let r = self.threads.get_mut(&t).expect("entry made above");
         let (since, episode) = match r.interrupted.take() {
@@ -725,19 +725,19 @@ impl State {
         // not blocked: it will take the lock (a notify just happened).
         self.threads
             .values()
-            .all(|r| r.wait.is_some_and(|w| self.locks.get(&w.lock).is_some_and(|l| l.holder.is_some())))
+            .all(|r| r.wait.is_some_and(|w| self.locks.get(&w.lock).is_some_and(|l| l.holder().is_some())))
     }
 
     /// Follow the wait-for chain from `start` (which should be waiting).
     fn follow(&self, start: ThreadId) -> (Vec<Link>, End) {
         let mut links: Vec<Link> = Vec::new();
-        let mut pos: HashMap<ThreadId, usize> = HashMap::new();
+        let mut pos: HashMap<ThreadId, usize> = HashMap::default();
         let mut cur = start;
         loop {
             let Some(r) = self.threads.get(&cur) else { return (links, End::HolderExited(cur)) };
             let Some(w) = r.wait else { return (links, End::Running(cur)) };
             let l = self.locks.get(&w.lock);
-            let holder = l.and_then(|l| l.holder);
+            let holder = l.and_then(LockRec::holder);
             pos.insert(cur, links.len());
             links.push(Link { thread: cur, lock: w.lock, holder });
             match holder {
@@ -760,7 +760,7 @@ impl State {
         if timed && !report_timed {
             return None;
         }
-        let definite = cycle.len() > 1 && cycle.iter().all(|k| self.locks.get(&k.lock).is_some_and(LockRec::owned));
+        let definite = cycle.len() > 1 && cycle.iter().all(|k| self.locks.get(&k.lock).is_some_and(|l| l.cell.owned()));
         if definite {
             Some(DeadlockRule::Definite)
         } else if self.all_blocked(report_timed) {
@@ -851,7 +851,7 @@ impl State {
         let l = self.locks.get(&w.lock);
         WaitState {
             lock: self.lref(w.lock),
-            holder: l.and_then(|l| l.holder).map(|h| self.tref(h)),
+            holder: l.and_then(LockRec::holder).map(|h| self.tref(h)),
             holder_exited: l.and_then(|l| l.orphaned_by),
             since_ns: w.since,
             waited_ns: now.saturating_sub(w.since),
@@ -921,29 +921,34 @@ impl State {
     }
 
     pub(crate) fn stats(&self, top_sites: usize) -> Vec<ClassStats> {
-        let mut v: Vec<ClassStats> = self
-            .stats
-            .iter()
-            .map(|(&class, a)| {
+        // The live cells' counters on top of what the state accumulated.
+        let mut accs: HashMap<LockClass, ClassAcc> = self.stats.clone();
+        for l in self.locks.values() {
+            let st = l.cell.stats();
+            if st != cell::CellStats::default() {
+                let acc = accs.entry(l.cell.class()).or_default();
+                acc.kind = Some(l.cell.kind());
+                add_stats(&mut acc.folded, &st);
+            }
+        }
+        let mut v: Vec<ClassStats> = accs
+            .into_iter()
+            .map(|(class, a)| {
                 let mut sites: Vec<SiteStats> = a.sites.values().cloned().collect();
                 sites.sort_by(|x, y| {
-                    y.total_wait_ns
-                        .cmp(&x.total_wait_ns)
-                        .then(y.acquisitions.cmp(&x.acquisitions))
-                        .then(y.total_hold_ns.cmp(&x.total_hold_ns))
-                        .then(x.site.cmp(&y.site))
+                    y.total_wait_ns.cmp(&x.total_wait_ns).then(y.contended.cmp(&x.contended)).then(x.site.cmp(&y.site))
                 });
                 sites.truncate(top_sites);
                 ClassStats {
                     class,
                     kind: a.kind.unwrap_or(LockKind::Lock),
-                    acquisitions: a.acquisitions,
+                    acquisitions: a.folded.acquisitions,
                     contended: a.contended,
                     total_wait_ns: a.total_wait,
                     max_wait_ns: a.max_wait,
-                    holds: a.holds,
-                    total_hold_ns: a.total_hold,
-                    max_hold_ns: a.max_hold,
+                    holds: a.folded.holds,
+                    total_hold_ns: a.folded.total_hold,
+                    max_hold_ns: a.folded.max_hold,
                     top_sites: sites,
                 }
             })
@@ -956,19 +961,26 @@ impl State {
 
     pub(crate) fn reset_stats(&mut self) {
         self.stats.clear();
+        for l in self.locks.values() {
+            l.cell.reset_stats();
+        }
     }
 
     /// Forget history (stats, timeline, order graph, reported cycles, pending
     /// leaks); keep what is true now (threads, locks, holds, waits).
     pub(crate) fn reset(&mut self) {
-        self.stats.clear();
+        self.reset_stats();
         self.timeline.clear();
         self.order = OrderGraph::default();
         for l in self.locks.values_mut() {
             l.partners.clear();
         }
         self.reported.clear();
-        self.pending_leaks.clear();
+        let ids: Vec<LockId> = self.pending_leaks.drain().map(|(id, _)| id).collect();
+        for id in ids {
+            let by = self.locks.get(&id).and_then(|l| l.orphaned_by);
+            self.set_orphaned(id, by);
+        }
     }
 
     pub(crate) fn trace_data(&self, now: u64) -> TraceData {
@@ -983,22 +995,29 @@ impl State {
         self.threads.clear();
         self.waiting_timed = 0;
         self.waiting_untimed = 0;
-        for l in self.locks.values_mut() {
-            if l.holder.is_some_and(|h| h != surviving) {
-                l.holder = None;
-                l.depth = 0;
+        self.pending_leaks.clear();
+        let ids: Vec<LockId> = self.locks.keys().copied().collect();
+        for id in ids {
+            let c = self.locks[&id].cell;
+            if c.holder().is_some_and(|h| h != surviving) {
+                c.end_hold(0, false);
             }
-            l.orphaned_by = None;
+            self.set_orphaned(id, None);
         }
-        me.held.retain(|id| self.locks.get(id).is_some_and(|l| l.holder == Some(surviving)));
         self.threads.insert(surviving, me);
         self.reported.clear();
-        self.pending_leaks.clear();
-        self.stats.clear();
+        self.reset_stats();
         self.timeline.clear();
         self.timeline.names.clear();
         self.record_name(surviving);
     }
+}
+
+fn add_stats(into: &mut cell::CellStats, s: &cell::CellStats) {
+    into.acquisitions = into.acquisitions.saturating_add(s.acquisitions);
+    into.holds = into.holds.saturating_add(s.holds);
+    into.total_hold = into.total_hold.saturating_add(s.total_hold);
+    into.max_hold = into.max_hold.max(s.max_hold);
 }
 
 fn class_name(c: LockClass) -> String {

@@ -1,0 +1,652 @@
+//! Per-lock hot records ("cells") and the lock-free fast path.
+//!
+//! Every lock that diagnostics know has a [`LockCell`]: its identity, its
+//! current hold (holder, depth, since, acquire site), the bits that classify
+//! it (sentinel, released by its acquirer / by another thread, re-acquired by
+//! its holder) and its hold statistics. The binding keeps a pointer to the
+//! cell in the lock object, so the common operations (an uncontended acquire
+//! and its release by the same thread) update the cell directly, without the
+//! state mutex or a map lookup: see [`acquired`] and [`released`]. Everything
+//! else (waits, contended acquires, a release by another thread, RLock
+//! `_release_save`, a new lock-order edge, the timeline) goes through
+//! [`State`](super::state) under the mutex, which reads and writes the same
+//! cells.
+//!
+//! Why this is race-free: a cell's hold fields are written only by the thread
+//! that holds the lock (acquirer after the real acquire; releaser before the
+//! real release), so the lock itself serializes the writers. Readers under
+//! the state mutex (reports, deadlock walks) may see a hold a moment late or
+//! early; a thread they see as holder is either really holding or running
+//! (not waiting), and a running thread never closes a wait cycle.
+//!
+//! Cells live in a slab that is never freed (a freed cell is reused for a
+//! later lock with a new id), so a stale pointer (a thread's held-lock stack
+//! entry for a lock that was since destroyed) is always safe to read and is
+//! recognised by its id.
+
+use super::{global, LockClass, LockId, LockKind, OrderInversion, SiteId, ThreadId, HANG, LOCK_ORDER, PROFILE, TRACE};
+use crate::timeout::{coarse_ns, monotonic_ns};
+use rustc_hash::FxHashSet;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// Bit: a thread's sentinel (`Thread.join` waits on it).
+pub(crate) const SENTINEL: u32 = 1 << 0;
+/// Bit: released at least once by the thread that had acquired it.
+pub(crate) const RELEASED_BY_SELF: u32 = 1 << 1;
+/// Bit: released at least once by another thread than the acquirer.
+pub(crate) const RELEASED_BY_OTHER: u32 = 1 << 2;
+/// Bit: its holder tried to acquire it again (a binary-semaphore use).
+pub(crate) const SELF_BLOCKED: u32 = 1 << 3;
+/// Bit: the state has a pending leak or an exited holder for it (slow path).
+pub(crate) const ORPHANED: u32 = 1 << 4;
+
+/// Hold-stack entries checked for staleness once the stack is this deep.
+const PRUNE_DEPTH: usize = 16;
+/// Lock-order edges a thread remembers as recorded (then it forgets them all).
+const MAX_SEEN: usize = 1 << 16;
+
+/// The hot record of one lock. All fields are atomics so that readers under
+/// the state mutex never race with the holder's plain updates; the orderings
+/// are explained at each access.
+#[derive(Debug)]
+pub struct LockCell {
+    /// The lock's id while the cell is in use (0: free).
+    id: AtomicU64,
+    kind: AtomicU8,
+    site: AtomicU32,
+    bits: AtomicU32,
+    holder: AtomicU64,
+    depth: AtomicU64,
+    since: AtomicU64,
+    /// Orders a thread's holds (a per-thread counter) when `since` ties.
+    seq: AtomicU64,
+    hold_site: AtomicU32,
+    acquisitions: AtomicU64,
+    holds: AtomicU64,
+    total_hold: AtomicU64,
+    max_hold: AtomicU64,
+}
+
+/// The hold statistics kept in a cell.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CellStats {
+    pub acquisitions: u64,
+    pub holds: u64,
+    pub total_hold: u64,
+    pub max_hold: u64,
+}
+
+impl LockCell {
+    #[allow(clippy::declare_interior_mutable_const)] // used only to build the slab
+    const EMPTY: LockCell = LockCell {
+        id: AtomicU64::new(0),
+        kind: AtomicU8::new(0),
+        site: AtomicU32::new(0),
+        bits: AtomicU32::new(0),
+        holder: AtomicU64::new(0),
+        depth: AtomicU64::new(0),
+        since: AtomicU64::new(0),
+        seq: AtomicU64::new(0),
+        hold_site: AtomicU32::new(0),
+        acquisitions: AtomicU64::new(0),
+        holds: AtomicU64::new(0),
+        total_hold: AtomicU64::new(0),
+        max_hold: AtomicU64::new(0),
+    };
+
+    // Relaxed everywhere below unless said otherwise: these are diagnostic
+    // values whose writers are serialized by the lock they describe (or by
+    // the state mutex), and no other memory is published through them.
+
+    /// The lock's id (0 once the cell is freed).
+    #[inline]
+    pub fn id(&self) -> LockId {
+        self.id.load(Ordering::Relaxed)
+    }
+    /// `Lock` or `RLock`.
+    #[inline]
+    pub fn kind(&self) -> LockKind {
+        if self.kind.load(Ordering::Relaxed) == 1 {
+            LockKind::RLock
+        } else {
+            LockKind::Lock
+        }
+    }
+    /// The creation site.
+    #[inline]
+    pub fn site(&self) -> SiteId {
+        self.site.load(Ordering::Relaxed)
+    }
+    /// The lock-order class.
+    #[inline]
+    pub fn class(&self) -> LockClass {
+        LockClass::of(self.id(), self.site())
+    }
+    #[inline]
+    pub(crate) fn bits(&self) -> u32 {
+        self.bits.load(Ordering::Relaxed)
+    }
+    /// Set `bit` (a no-op store avoided: most calls find it set already).
+    #[inline]
+    pub(crate) fn set_bit(&self, bit: u32) {
+        if self.bits() & bit == 0 {
+            self.bits.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+    #[inline]
+    pub(crate) fn clear_bit(&self, bit: u32) {
+        if self.bits() & bit != 0 {
+            self.bits.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+    /// The thread whose acquire is the current hold, if any.
+    #[inline]
+    pub fn holder(&self) -> Option<ThreadId> {
+        // Acquire: pairs with the Release in set_holder, so a reader that sees
+        // a holder also sees the since/site/depth written before it.
+        match self.holder.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+    #[inline]
+    fn holder_raw(&self) -> u64 {
+        // Relaxed: compared with the caller's own ident only (the caller
+        // wrote it, or somebody else did and it differs either way).
+        self.holder.load(Ordering::Relaxed)
+    }
+    #[inline]
+    pub(crate) fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+    #[inline]
+    pub(crate) fn set_depth(&self, d: u64) {
+        self.depth.store(d, Ordering::Relaxed);
+    }
+    #[inline]
+    pub(crate) fn since(&self) -> u64 {
+        self.since.load(Ordering::Relaxed)
+    }
+    #[inline]
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+    #[inline]
+    pub(crate) fn hold_site(&self) -> SiteId {
+        self.hold_site.load(Ordering::Relaxed)
+    }
+
+    /// Begin a hold by `t` (depth 1).
+    #[inline]
+    pub(crate) fn begin_hold(&self, t: ThreadId, site: SiteId, since: u64, seq: u64) {
+        self.hold_site.store(site, Ordering::Relaxed);
+        self.since.store(since, Ordering::Relaxed);
+        self.seq.store(seq, Ordering::Relaxed);
+        self.depth.store(1, Ordering::Relaxed);
+        // Release: publishes the fields above to readers of holder().
+        self.holder.store(t, Ordering::Release);
+    }
+
+    /// End the current hold; returns its length when `profile` (and counts it).
+    #[inline]
+    pub(crate) fn end_hold(&self, now: u64, profile: bool) {
+        if profile {
+            let d = now.saturating_sub(self.since());
+            bump(&self.holds, 1);
+            bump(&self.total_hold, d);
+            if d > self.max_hold.load(Ordering::Relaxed) {
+                self.max_hold.store(d, Ordering::Relaxed);
+            }
+        }
+        self.depth.store(0, Ordering::Relaxed);
+        // Release: see begin_hold.
+        self.holder.store(0, Ordering::Release);
+    }
+
+    /// Count an acquisition (first level).
+    #[inline]
+    pub(crate) fn count_acquisition(&self) {
+        bump(&self.acquisitions, 1);
+    }
+
+    /// An edge "waiter -> holder" through this lock can only be broken by the holder.
+    pub(crate) fn owned(&self) -> bool {
+        match self.kind() {
+            LockKind::RLock => true,
+            LockKind::Lock => {
+                let b = self.bits();
+                b & SENTINEL != 0 || (b & RELEASED_BY_SELF != 0 && b & (RELEASED_BY_OTHER | SELF_BLOCKED) == 0)
+            }
+        }
+    }
+
+    /// Whether holding it orders later acquires (lock-order graph).
+    pub(crate) fn orders(&self) -> bool {
+        match self.kind() {
+            LockKind::RLock => true,
+            LockKind::Lock => self.bits() & (SENTINEL | RELEASED_BY_OTHER | SELF_BLOCKED) == 0,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CellStats {
+        CellStats {
+            acquisitions: self.acquisitions.load(Ordering::Relaxed),
+            holds: self.holds.load(Ordering::Relaxed),
+            total_hold: self.total_hold.load(Ordering::Relaxed),
+            max_hold: self.max_hold.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn reset_stats(&self) {
+        for a in [&self.acquisitions, &self.holds, &self.total_hold, &self.max_hold] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn init(&self, id: LockId, kind: LockKind, site: SiteId) {
+        self.kind.store(matches!(kind, LockKind::RLock) as u8, Ordering::Relaxed);
+        self.site.store(site, Ordering::Relaxed);
+        self.bits.store(0, Ordering::Relaxed);
+        self.holder.store(0, Ordering::Relaxed);
+        self.depth.store(0, Ordering::Relaxed);
+        self.since.store(0, Ordering::Relaxed);
+        self.seq.store(0, Ordering::Relaxed);
+        self.hold_site.store(0, Ordering::Relaxed);
+        self.reset_stats();
+        // Relaxed: cells are handed out under the slab mutex, which orders
+        // these stores before any use by another thread.
+        self.id.store(id, Ordering::Relaxed);
+    }
+}
+
+/// Add `v` to a counter only its writer (the holder) updates: load + store,
+/// no read-modify-write needed.
+#[inline]
+fn bump(a: &AtomicU64, v: u64) {
+    a.store(a.load(Ordering::Relaxed).saturating_add(v), Ordering::Relaxed);
+}
+
+// ----- slab --------------------------------------------------------------
+
+/// Free cells. Lock order: taken under a state mutex, never the reverse.
+static FREE: Mutex<Vec<&'static LockCell>> = Mutex::new(Vec::new());
+/// Cells allocated per refill.
+const CHUNK: usize = 256;
+
+/// A cell for lock `id`.
+pub(crate) fn alloc(id: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
+    let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
+    if free.is_empty() {
+        // Leaked on purpose: cells are never freed (see the module docs).
+        let chunk: &'static [LockCell] = Box::leak((0..CHUNK).map(|_| LockCell::EMPTY).collect::<Box<[LockCell]>>());
+        free.extend(chunk.iter());
+    }
+    let c = free.pop().expect("refilled above");
+    c.init(id, kind, site);
+    c
+}
+
+/// Return `c` to the slab (its lock is gone).
+pub(crate) fn free(c: &'static LockCell) {
+    // Relaxed: see init(); stale readers compare ids and find 0.
+    c.id.store(0, Ordering::Relaxed);
+    c.holder.store(0, Ordering::Relaxed);
+    FREE.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+}
+
+// ----- the calling thread ---------------------------------------------------
+
+/// One lock on a thread's hold stack.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    pub cell: &'static LockCell,
+    pub id: LockId,
+}
+
+impl Held {
+    /// Still held by `me` (not released by another thread, not destroyed).
+    #[inline]
+    fn live(&self, me: ThreadId) -> bool {
+        self.cell.id() == self.id && self.cell.holder_raw() == me
+    }
+}
+
+/// A lock-order edge known to be recorded in the global graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Seen {
+    Classes(LockClass, LockClass),
+    Objects(LockId, LockId),
+}
+
+/// A per-thread cache the binding uses to find acquire sites without
+/// locking (the core does not interpret it): direct-mapped tables keyed by
+/// addresses that the binding keeps valid.
+#[derive(Debug)]
+pub struct SiteCache {
+    /// (code object address, whether its frames are skipped).
+    pub skip: Box<[(usize, bool); 256]>,
+    /// (hash of the walked frames, site).
+    pub sites: Box<[(u64, SiteId); 1024]>,
+}
+
+/// An empty [`SiteCache`], built on the heap (it is 20 KiB: building it on
+/// the stack would make every caller's frame that big).
+#[cold]
+#[inline(never)]
+fn new_site_cache() -> Box<SiteCache> {
+    let skip = vec![(0usize, false); 256].into_boxed_slice().try_into().expect("256 entries");
+    let sites = vec![(0u64, 0 as SiteId); 1024].into_boxed_slice().try_into().expect("1024 entries");
+    Box::new(SiteCache { skip, sites })
+}
+
+/// What the calling thread keeps for the fast path of the process-wide
+/// diagnostics, in one thread-local so that an operation reaches it once.
+#[derive(Debug)]
+pub struct ThreadDiag {
+    /// `ident::current()` of this thread (0 until first use).
+    me: ThreadId,
+    /// Locks this thread acquired, oldest first (entries may be stale).
+    held: Vec<Held>,
+    /// Edges recorded already, valid while `epoch` matches.
+    seen: FxHashSet<Seen>,
+    epoch: u64,
+    /// The state knows this thread (registered or implicitly).
+    known: bool,
+    /// The state holds something about this thread that the next acquire or
+    /// release must clear (a wait record, an interrupted wait).
+    sync: bool,
+    seq: u64,
+    /// Acquires and releases recorded by this thread (see [`ops`]).
+    ops: u64,
+    sites: Option<Box<SiteCache>>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<ThreadDiag> = const {
+        RefCell::new(ThreadDiag {
+            me: 0,
+            held: Vec::new(),
+            seen: FxHashSet::with_hasher(rustc_hash::FxBuildHasher),
+            epoch: 0,
+            known: false,
+            sync: false,
+            seq: 0,
+            ops: 0,
+            sites: None,
+        })
+    };
+}
+
+/// Bumped when the lock-order graph is cleared or the flags change: every
+/// thread drops its hold stack and its seen edges on its next operation.
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn bump_epoch() {
+    // Relaxed: a hint; a thread that sees it late records an edge twice
+    // (harmless: the graph ignores known edges).
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Run `f` on the calling thread's record, refreshed to the current epoch.
+/// `None` while the thread is being torn down. `f` must not call back into
+/// functions of this module that take the record (they would find it
+/// borrowed and do nothing).
+#[inline]
+pub fn with_thread<R>(f: impl FnOnce(&mut ThreadDiag) -> R) -> Option<R> {
+    LOCAL
+        .try_with(|l| {
+            let mut l = l.try_borrow_mut().ok()?;
+            // Relaxed: see bump_epoch.
+            let e = EPOCH.load(Ordering::Relaxed);
+            if l.epoch != e {
+                l.epoch = e;
+                l.held.clear();
+                l.seen.clear();
+            }
+            if l.me == 0 {
+                l.me = crate::ident::current();
+            }
+            Some(f(&mut l))
+        })
+        .ok()
+        .flatten()
+}
+
+/// The next hold sequence number of the calling thread.
+pub(crate) fn next_seq() -> u64 {
+    with_thread(|l| {
+        l.seq += 1;
+        l.seq
+    })
+    .unwrap_or(0)
+}
+
+/// A counter of the calling thread's acquires and releases seen by
+/// diagnostics: a wait compares it before and after running signal handlers
+/// to notice that a handler took or released locks.
+pub fn ops() -> u64 {
+    with_thread(|l| l.ops).unwrap_or(0)
+}
+
+/// The next operation of the calling thread must go through the state.
+pub(crate) fn mark_unsynced() {
+    let _ = with_thread(|l| l.sync = true);
+}
+
+/// The calling thread is gone for the state (exited).
+pub(crate) fn forget_thread() {
+    let _ = with_thread(|l| {
+        l.known = false;
+        l.held.clear();
+    });
+}
+
+fn time_now(flags: u32) -> u64 {
+    if flags & PROFILE != 0 {
+        monotonic_ns()
+    } else if flags & HANG != 0 {
+        coarse_ns()
+    } else {
+        0
+    }
+}
+
+impl ThreadDiag {
+    /// This thread's ident.
+    #[inline]
+    pub fn me(&self) -> ThreadId {
+        self.me
+    }
+
+    /// The binding's site cache (made on first use).
+    #[inline]
+    pub fn site_cache(&mut self) -> &mut SiteCache {
+        if self.sites.is_none() {
+            self.sites = Some(new_site_cache());
+        }
+        self.sites.as_mut().expect("made above")
+    }
+
+    /// The live holds, oldest first, except `except` (for the slow path).
+    fn held_ids(&mut self, except: &LockCell) -> Vec<LockId> {
+        let me = self.me;
+        self.held.retain(|h| h.live(me));
+        self.held.iter().filter(|h| !std::ptr::eq(h.cell, except)).map(|h| h.id).collect()
+    }
+
+    /// Whether acquiring `cell` adds no lock-order edge not known to be
+    /// recorded already.
+    fn edges_known(&self, cell: &LockCell) -> bool {
+        let (me, to) = (self.me, cell.class());
+        self.held.iter().all(|h| {
+            if !h.live(me) || std::ptr::eq(h.cell, cell) || !h.cell.orders() {
+                return true;
+            }
+            let from = h.cell.class();
+            let key = if from == to { Seen::Objects(h.id, cell.id()) } else { Seen::Classes(from, to) };
+            self.seen.contains(&key)
+        })
+    }
+
+    fn remember_edges(&mut self, cell: &LockCell) {
+        if self.seen.len() > MAX_SEEN {
+            self.seen.clear();
+        }
+        let (me, to) = (self.me, cell.class());
+        let keys: Vec<Seen> = self
+            .held
+            .iter()
+            .filter(|h| h.live(me) && !std::ptr::eq(h.cell, cell))
+            .map(|h| {
+                let from = h.cell.class();
+                if from == to {
+                    Seen::Objects(h.id, cell.id())
+                } else {
+                    Seen::Classes(from, to)
+                }
+            })
+            .collect();
+        self.seen.extend(keys);
+    }
+
+    fn push_held(&mut self, cell: &'static LockCell) {
+        if self.held.len() >= PRUNE_DEPTH {
+            let me = self.me;
+            self.held.retain(|h| h.live(me));
+        }
+        self.held.push(Held { cell, id: cell.id() });
+    }
+
+    fn pop_held(&mut self, cell: &LockCell) {
+        if let Some(i) = self.held.iter().rposition(|h| std::ptr::eq(h.cell, cell)) {
+            self.held.remove(i);
+        }
+    }
+
+    /// The fast path of [`acquired`]: true if the acquire is fully recorded,
+    /// false if the caller must call [`acquired`] (the slow path).
+    #[inline]
+    pub fn acquired_fast(&mut self, cell: &'static LockCell, site: SiteId, blocking: bool) -> bool {
+        let g = global();
+        let flags = g.flags();
+        self.ops = self.ops.wrapping_add(1);
+        if flags & TRACE != 0 || !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 {
+            return false;
+        }
+        let me = self.me;
+        let holder = cell.holder_raw();
+        if holder == me && cell.kind() == LockKind::RLock {
+            cell.set_depth(cell.depth().saturating_add(1));
+            return true;
+        }
+        if holder != 0 {
+            return false; // a hold whose release the state did not see
+        }
+        let order = flags & LOCK_ORDER != 0;
+        if order && blocking && !self.edges_known(cell) {
+            return false;
+        }
+        self.seq += 1;
+        cell.begin_hold(me, site, time_now(flags), self.seq);
+        if flags & PROFILE != 0 {
+            cell.count_acquisition();
+        }
+        if order {
+            self.push_held(cell);
+        }
+        true
+    }
+
+    /// The fast path of [`released`]: true if the release is fully
+    /// recorded, false if the caller must call [`released`].
+    #[inline]
+    pub fn released_fast(&mut self, cell: &'static LockCell) -> bool {
+        let g = global();
+        let flags = g.flags();
+        self.ops = self.ops.wrapping_add(1);
+        if flags & TRACE != 0 || !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 {
+            return false;
+        }
+        match cell.holder_raw() {
+            0 => true, // no hold recorded: nothing to end
+            h if h != self.me => false,
+            _ => {
+                let d = cell.depth();
+                if d > 1 && cell.kind() == LockKind::RLock {
+                    cell.set_depth(d - 1);
+                    return true;
+                }
+                cell.set_bit(RELEASED_BY_SELF);
+                let profile = flags & PROFILE != 0;
+                cell.end_hold(if profile { monotonic_ns() } else { 0 }, profile);
+                if flags & LOCK_ORDER != 0 {
+                    self.pop_held(cell);
+                }
+                true
+            }
+        }
+    }
+}
+
+/// The calling thread (`me`) acquired the lock of `cell` at `site`
+/// (`blocking` and `waited_ns` as for [`super::acquired`]). Call after the
+/// real acquire succeeded, outside [`with_thread`]. Returns a lock-order
+/// inversion to report.
+pub fn acquired(cell: &'static LockCell, me: ThreadId, site: SiteId, blocking: bool, waited_ns: u64) -> Option<OrderInversion> {
+    if waited_ns == 0 && with_thread(|l| l.acquired_fast(cell, site, blocking)) == Some(true) {
+        return None;
+    }
+    acquired_slow(cell, me, site, blocking, waited_ns)
+}
+
+/// The slow path of [`acquired`] (after [`ThreadDiag::acquired_fast`]
+/// declined): the state does it all, with our hold stack for the edges.
+pub fn acquired_slow(cell: &'static LockCell, me: ThreadId, site: SiteId, blocking: bool, waited_ns: u64) -> Option<OrderInversion> {
+    let g = global();
+    let flags = g.flags();
+    let reentry = cell.holder_raw() == me && cell.kind() == LockKind::RLock;
+    let held = with_thread(|l| l.held_ids(cell)).unwrap_or_default();
+    let inv = g.acquired_with(me, cell.id(), site, blocking, waited_ns, Some(&held));
+    let _ = with_thread(|l| {
+        l.known = true;
+        l.sync = false;
+        if !reentry && flags & LOCK_ORDER != 0 {
+            if blocking {
+                l.remember_edges(cell);
+            }
+            l.push_held(cell);
+        }
+    });
+    inv
+}
+
+/// The calling thread (`me`) is about to release the lock of `cell` (one
+/// level of an RLock). Call while it is still held, outside [`with_thread`].
+pub fn released(cell: &'static LockCell, me: ThreadId) {
+    if with_thread(|l| l.released_fast(cell)) == Some(true) {
+        return;
+    }
+    released_slow(cell, me)
+}
+
+/// The slow path of [`released`].
+pub fn released_slow(cell: &'static LockCell, me: ThreadId) {
+    global().released(me, cell.id());
+    let _ = with_thread(|l| {
+        l.known = true;
+        l.sync = false;
+        if cell.holder_raw() != me {
+            l.pop_held(cell);
+        }
+    });
+}
+
+/// A non-blocking acquire of plain lock `cell` by thread `me` failed.
+#[inline]
+pub fn acquire_failed(cell: &LockCell, me: ThreadId) {
+    if cell.kind() == LockKind::Lock && cell.holder_raw() == me {
+        cell.set_bit(SELF_BLOCKED);
+    }
+}
