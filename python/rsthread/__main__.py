@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=(
             "Diagnostics can also be enabled without the runner through the environment "
             "variable RSTHREAD_DIAG, e.g. RSTHREAD_DIAG='deadlock=warn,lock-order,profile,"
-            "trace=out.json' (inherited by subprocesses)."
+            "trace=out.pftrace' (inherited by subprocesses)."
         ),
     )
     p.add_argument("--deadlock", choices=["warn", "raise"],
@@ -51,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="print a contention table per lock creation site at exit")
     p.add_argument("--trace", metavar="FILE",
-                   help="write a timeline of thread/lock events to FILE (Chrome trace JSON; "
-                        "open it in https://ui.perfetto.dev)")
+                   help="write a timeline of thread/lock events to FILE at exit, for "
+                        "https://ui.perfetto.dev: Perfetto's protobuf format if FILE ends in .pftrace "
+                        "or .perfetto-trace (needs the 'perfetto' package: pip install perfetto; "
+                        "without it, Chrome JSON goes to FILE.json), Chrome trace JSON otherwise")
     p.add_argument("--hang-timeout", type=float, metavar="SECONDS",
                    help="when a thread has waited for a lock longer than SECONDS, print who holds "
                         "it and what that thread is doing (once per episode)")

@@ -29,8 +29,15 @@ What you get:
   ``transfer(b, a)``), even if it never deadlocked;
 * **contention profile** (``profile``): :func:`stats`, and a table printed at
   exit;
-* **timeline** (``trace=PATH``): Chrome trace JSON written at exit, for
-  https://ui.perfetto.dev;
+* **timeline** (``trace=PATH``): written at exit, for https://ui.perfetto.dev
+  (open the file there; ``chrome://tracing`` reads the JSON too). A path
+  ending in ``.pftrace`` or ``.perfetto-trace`` gets Perfetto's native
+  protobuf format (a track per thread with its Python name, hold/wait slices
+  named after the lock's creation site, deadlocks and inversions as instant
+  events with the report text), converted from the JSON with the ``perfetto``
+  package (``pip install perfetto``, or the ``perfetto`` extra); without that
+  package the JSON is written to ``PATH.json`` instead, with a message. Any
+  other path gets Chrome trace JSON;
 * :func:`snapshot` and :func:`dump` (jstack-like) at any time; ``hang_timeout``
   (a watchdog that dumps when a wait lasts longer) and ``dump_signal`` (dump
   on a signal).
@@ -352,7 +359,9 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
       closes the cycle);
     * ``lock_order``: report lock-order inversions;
     * ``profile``: collect contention statistics, print a table at exit;
-    * ``trace``: path of a Chrome trace JSON written at exit;
+    * ``trace``: path of the timeline written at exit: Perfetto protobuf if
+      it ends in ``.pftrace`` / ``.perfetto-trace``, else Chrome trace JSON
+      (see the module docs);
     * ``hang_timeout``: seconds; a watchdog dumps every thread when a wait
       lasts longer (once per wait);
     * ``dump_signal``: a signal (number or name, e.g. ``"SIGUSR1"``) that
@@ -953,9 +962,56 @@ def _at_exit() -> None:
             path = f"{root}.{os.getpid()}{ext}"
         try:
             _refresh_names()
-            _diag.export_chrome_trace(path)
+            written = _export_trace(path)
             dropped = _diag.timeline_dropped()
             extra = f"; {dropped} oldest events dropped" if dropped else ""
-            _write(f"rsthread: trace written to {path} (open in https://ui.perfetto.dev){extra}\n")
+            _write(f"rsthread: trace written to {written} (open in https://ui.perfetto.dev){extra}\n")
         except OSError as e:
             _write(f"rsthread: {e}\n")
+
+
+def _export_trace(path: str) -> str:
+    """Write the timeline to `path`: Chrome trace JSON, or Perfetto's protobuf
+    format if `path` ends in ``.pftrace`` / ``.perfetto-trace`` (converted
+    from the JSON by :mod:`rsthread._perfetto`). Without the ``perfetto``
+    package, or if the conversion fails, the JSON goes to ``PATH.json``
+    instead, with a message saying why. Returns the path written."""
+    from . import _perfetto
+
+    if not _perfetto.is_perfetto_path(path):
+        _diag.export_chrome_trace(path)
+        return path
+    fallback = path + ".json"
+    try:
+        import perfetto.trace_builder.proto_builder  # type: ignore[import-untyped]  # noqa: F401
+    except Exception as e:  # missing, or broken (a protobuf runtime it does not support)
+        why = "missing" if isinstance(e, ImportError) else f"broken ({type(e).__name__}: {e})"
+        _diag.export_chrome_trace(fallback)
+        _write(f"rsthread: cannot write the Perfetto protobuf trace {path}: the 'perfetto' package is "
+               f"{why} (pip install perfetto); wrote Chrome trace JSON to {fallback} instead\n")
+        return fallback
+    import json
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".rsthread-trace-", suffix=".json", dir=os.path.dirname(path) or ".")
+    except OSError as e:
+        raise OSError(f"cannot write trace to {path}: {e.strerror or e}") from None
+    os.close(fd)
+    try:
+        _diag.export_chrome_trace(tmp)
+        try:
+            with open(tmp, encoding="utf-8") as f:
+                doc = json.load(f)
+            _perfetto.write_perfetto(path, doc)
+            return path
+        except Exception as e:  # TraceFormatError, or a bug: keep the data as JSON
+            import shutil
+
+            shutil.copyfile(tmp, fallback)  # a new file: the usual permissions, not mkstemp's 0600
+            _write(f"rsthread: cannot convert the trace to Perfetto's protobuf format "
+                   f"({type(e).__name__}: {e}); wrote Chrome trace JSON to {fallback} instead\n")
+            return fallback
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
