@@ -26,15 +26,18 @@ def run_py(code: str, *, rsthread: bool = True, timeout: float = 60, env: dict |
 
 
 def run_script(code: str | None = None, *args: str, diag: str | None = None, runner: list[str] | None = None,
-               script: Path | None = None, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+               script: Path | None = None, tmp_path: Path, timeout: float = 60,
+               env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """Run `code` (written to tmp_path/scenario.py) or `script` in a fresh
     interpreter, under ``python -m rsthread RUNNER...`` when `runner` is given,
-    with ``RSTHREAD_DIAG=diag`` when `diag` is given (no inherited setting)."""
+    with ``RSTHREAD_DIAG=diag`` when `diag` is given (no inherited setting)
+    and `env_extra` added to the environment."""
     env = dict(os.environ)
     for var in ("RSTHREAD_DIAG", "_RSTHREAD_DIAG_PID", "RSTHREAD"):
         env.pop(var, None)
     if diag is not None:
         env["RSTHREAD_DIAG"] = diag
+    env.update(env_extra or {})
     if script is None:
         script = tmp_path / "scenario.py"
         script.write_text(code or "")

@@ -4,8 +4,9 @@ through ``RSTHREAD_DIAG`` (read when ``rsthread`` is imported, before
 ``threading``) or the ``python -m rsthread`` runner, and a timeout.
 
 The trace is checked against the Chrome trace-event format field by field
-(no trace processor is installable offline: Perfetto's needs a binary
-download)."""
+here; test_perfetto.py checks both export formats with Perfetto's official
+protobuf schema (Perfetto's trace processor itself needs a binary download,
+which is not available offline)."""
 from __future__ import annotations
 
 import json
