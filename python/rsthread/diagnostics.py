@@ -251,9 +251,12 @@ def _report_deadlock(report: dict, raise_: bool):
 def _format_inversion(inv: dict) -> str:
     edges = inv["edges"]
     n = len(edges)
-    if inv["same_class"]:
+    if inv["same_class"] and n == 2:
         head = ("rsthread: lock-order inversion: two locks created at the same site were taken in both "
                 "orders (potential deadlock)")
+    elif inv["same_class"]:
+        head = (f"rsthread: lock-order inversion: {n} locks created at the same site were taken in a cycle "
+                "of orders (potential deadlock)")
     else:
         head = f"rsthread: lock-order inversion: {n} lock sites taken in a cycle of orders (potential deadlock)"
     lines = [head]

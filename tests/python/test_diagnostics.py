@@ -320,6 +320,17 @@ def test_lock_order_inversion_bank_transfer(tmp_path):
 
 
 @runner_available
+def test_lock_order_ring_of_same_site_locks(tmp_path):
+    # Five forks made in one list comprehension, each philosopher takes its
+    # left then its right: a ring of five objects of one class.
+    r = run(runner=["--lock-order"], script=EXAMPLES / "dining_philosophers.py", tmp_path=tmp_path)
+    assert reports(r.stderr, "rsthread: lock-order inversion") == 1, r.stderr
+    assert "5 locks created at the same site were taken in a cycle" in r.stderr, r.stderr
+    assert r.stderr.count("dining_philosophers.py:21 in <listcomp>") == 5
+    assert all(f"Thread 'philosopher-{i}'" in r.stderr for i in range(5)), r.stderr
+
+
+@runner_available
 def test_no_lock_order_report_for_consistent_order(tmp_path):
     r = run("", "--ordered", runner=["--lock-order"], script=EXAMPLES / "bank_transfer.py", tmp_path=tmp_path)
     assert r.returncode == 0 and "ordered=True" in r.stdout

@@ -114,7 +114,8 @@ struct OrderGraph {
     reported: HashSet<Vec<LockClass>>,
     /// Same-class nesting per object: (held, acquired).
     pairs: HashMap<(LockId, LockId), EdgeRec>,
-    reported_pairs: HashSet<(LockId, LockId)>,
+    /// Reported same-class object cycles, as sorted id lists.
+    reported_cycles: HashSet<Vec<LockId>>,
 }
 
 impl OrderGraph {
@@ -393,7 +394,7 @@ impl State {
         for p in l.partners {
             self.order.pairs.remove(&(lock, p));
             self.order.pairs.remove(&(p, lock));
-            self.order.reported_pairs.remove(&(lock.min(p), lock.max(p)));
+            self.order.reported_cycles.retain(|c| !c.contains(&lock));
             if let Some(pl) = self.locks.get_mut(&p) {
                 pl.partners.retain(|&x| x != lock);
             }
@@ -607,25 +608,59 @@ impl State {
         best
     }
 
-    /// Object `h` (held) then `lock` (acquired), both of one class.
+    /// Object `h` (held) then `lock` (acquired), both of one class: the
+    /// edge `h -> lock` in the graph of same-class objects. Returns the
+    /// shortest cycle it closes (`transfer(a, b)` / `transfer(b, a)` is a
+    /// cycle of two; forks taken in a ring, of five), once per cycle.
     fn same_class_pair(&mut self, h: LockId, lock: LockId, rec: EdgeRec) -> Option<Vec<OrderEdge>> {
         let class = self.locks[&lock].cell.class();
-        if !self.order.pairs.contains_key(&(h, lock)) && self.order.pairs.len() < MAX_SAME_CLASS_PAIRS {
-            self.order.pairs.insert((h, lock), rec);
-            for (a, b) in [(h, lock), (lock, h)] {
-                if let Some(l) = self.locks.get_mut(&a) {
-                    if !l.partners.contains(&b) {
-                        l.partners.push(b);
-                    }
+        if self.order.pairs.contains_key(&(h, lock)) || self.order.pairs.len() >= MAX_SAME_CLASS_PAIRS {
+            return None;
+        }
+        self.order.pairs.insert((h, lock), rec);
+        for (a, b) in [(h, lock), (lock, h)] {
+            if let Some(l) = self.locks.get_mut(&a) {
+                if !l.partners.contains(&b) {
+                    l.partners.push(b);
                 }
             }
         }
-        let fwd = self.order.pairs.get(&(h, lock))?;
-        let rev = self.order.pairs.get(&(lock, h))?;
-        if !self.order.reported_pairs.insert((h.min(lock), h.max(lock))) {
+        // Shortest path lock -> ... -> h over recorded pairs (BFS).
+        let mut parent: HashMap<LockId, LockId> = HashMap::default();
+        let mut queue = VecDeque::from([lock]);
+        let mut found = false;
+        while let Some(x) = queue.pop_front() {
+            if x == h {
+                found = true;
+                break;
+            }
+            let Some(l) = self.locks.get(&x) else { continue };
+            for &y in &l.partners {
+                if y != lock && !parent.contains_key(&y) && self.order.pairs.contains_key(&(x, y)) {
+                    parent.insert(y, x);
+                    queue.push_back(y);
+                }
+            }
+        }
+        if !found {
             return None;
         }
-        Some(vec![rev.edge(class, class), fwd.edge(class, class)])
+        let mut path = vec![h];
+        let mut x = h;
+        while x != lock {
+            x = parent[&x];
+            path.push(x);
+        }
+        path.reverse(); // lock, ..., h
+        let mut key = path.clone();
+        key.sort_unstable();
+        if !self.order.reported_cycles.insert(key) {
+            return None;
+        }
+        let mut edges: Vec<OrderEdge> =
+            path.windows(2).map(|w| self.order.pairs[&(w[0], w[1])].edge(class, class)).collect();
+        edges.push(self.order.pairs[&(h, lock)].edge(class, class));
+        Some(edges)
     }
 
     pub(crate) fn released(&mut self, cx: &Ctx, t: ThreadId, lock: LockId) {

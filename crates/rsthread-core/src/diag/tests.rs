@@ -409,6 +409,36 @@ fn lock_order_flag_off_records_nothing() {
 }
 
 #[test]
+fn same_class_ring_reported() {
+    // Five forks made at one site, each philosopher takes fork i then fork
+    // i+1: the fifth closes a ring of five objects of one class.
+    let d = diag(LOCK_ORDER);
+    let fork = site("dine.py:5 in <listcomp>");
+    for id in 1..=5 {
+        d.lock_created(id, LockKind::Lock, fork);
+    }
+    let eat = |t: ThreadId, first: LockId, second: LockId| {
+        start(&d, t);
+        assert_eq!(d.acquired(t, first, site("dine.py:9 in eat"), true, 0), None);
+        let r = d.acquired(t, second, site("dine.py:10 in eat"), true, 0);
+        d.released(t, second);
+        d.released(t, first);
+        r
+    };
+    for i in 1..=4 {
+        assert_eq!(eat(i, i, i + 1), None, "a chain, no cycle yet");
+    }
+    let inv = eat(5, 5, 1).expect("5 -> 1 closes 1 -> 2 -> 3 -> 4 -> 5");
+    assert!(inv.same_class);
+    let ring: Vec<(LockId, LockId)> = inv.edges.iter().map(|e| (e.from_lock, e.to_lock)).collect();
+    assert_eq!(ring, [(1, 2), (2, 3), (3, 4), (4, 5), (5, 1)]);
+    assert_eq!(eat(5, 5, 1), None, "once");
+    // A shortcut later closes a smaller cycle: reported on its own.
+    let inv = eat(6, 3, 1).expect("3 -> 1 closes 1 -> 2 -> 3");
+    assert_eq!(inv.edges.len(), 3);
+}
+
+#[test]
 fn same_class_transfer_reported() {
     let d = diag(LOCK_ORDER);
     start(&d, 1);
