@@ -223,20 +223,22 @@ class ChildFailed(Exception):
     pass
 
 
-# RSTHREAD_DIAG for the rsthread child (--diag); None: inherited as is.
-DIAG_SPEC = None
+# RSTHREAD_DIAG for the "rsthread-diag" runs (--diag).
+DIAG_SPEC = ""
 
 
 def run_child(impl: str, name: str, n: int, timeout: float) -> dict:
+    """One fresh interpreter: "stock", "rsthread", or "rsthread-diag"
+    (rsthread with RSTHREAD_DIAG=DIAG_SPEC)."""
     import subprocess
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", impl, name, str(n)]
+    child_impl = "rsthread" if impl == "rsthread-diag" else impl
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", child_impl, name, str(n)]
     env = dict(os.environ, BENCH_CHILD_TIMEOUT=str(max(1.0, timeout - 5)))
-    if DIAG_SPEC is not None:
-        env.pop("RSTHREAD_DIAG", None)
-        if impl == "rsthread" and DIAG_SPEC:
-            # Applied by the child's own `import rsthread`; RSTHREAD=0 keeps
-            # the start-up hook from installing before the child's check.
-            env.update(RSTHREAD_DIAG=DIAG_SPEC, RSTHREAD="0")
+    env.pop("RSTHREAD_DIAG", None)
+    if impl == "rsthread-diag":
+        # Applied by the child's own `import rsthread`; RSTHREAD=0 keeps
+        # the start-up hook from installing before the child's check.
+        env.update(RSTHREAD_DIAG=DIAG_SPEC, RSTHREAD="0")
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:
@@ -271,8 +273,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stock-only", action="store_true", help="measure stock threading only")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per child (default 120)")
     ap.add_argument("--diag", metavar="SPEC",
-                    help="RSTHREAD_DIAG for the rsthread child only (e.g. 'hang=10'; '' for none), "
-                         "to measure the diagnostics' overhead")
+                    help="also run rsthread with RSTHREAD_DIAG=SPEC (e.g. 'deadlock=warn,lock-order,profile') "
+                         "and print its time and its ratio to rsthread with diagnostics off")
     ap.add_argument("--child", nargs=3, metavar=("IMPL", "WORKLOAD", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -282,7 +284,7 @@ def main(argv=None) -> int:
         return 0
 
     global DIAG_SPEC
-    DIAG_SPEC = args.diag
+    DIAG_SPEC = args.diag or ""
     if args.quick:
         args.repeats = min(args.repeats, 2)
         args.scale *= 0.1
@@ -297,6 +299,8 @@ def main(argv=None) -> int:
     have_rs, rs_where = rsthread_available()
     if have_rs and not args.stock_only:
         impls.append("rsthread")
+        if args.diag:
+            impls.append("rsthread-diag")
     elif not have_rs:
         print(f"note: rsthread not importable ({rs_where}); stock only", file=sys.stderr)
 
@@ -349,12 +353,16 @@ def main(argv=None) -> int:
                 types[impl] = f"{res['lock_type']} from {res['carried_by']}"
         s = None if "stock" in failed else best["stock"]
         r = None if ("rsthread" in failed or "rsthread" not in best) else best["rsthread"]
+        d = None if ("rsthread-diag" in failed or "rsthread-diag" not in best) else best["rsthread-diag"]
         rows.append({
             "workload": name, "description": desc, "n": n,
             "stock_s": s, "rsthread_s": r,
             "stock_us_per_op": s / n * 1e6 if s is not None else None,
             "rsthread_us_per_op": r / n * 1e6 if r is not None else None,
             "ratio": r / s if (r is not None and s is not None) else None,
+            "diag_s": d,
+            "diag_us_per_op": d / n * 1e6 if d is not None else None,
+            "diag_ratio": d / r if (d is not None and r is not None) else None,
             "lock_types": types,
             "failed": sorted(failed),
         })
@@ -365,11 +373,16 @@ def main(argv=None) -> int:
     meta["wall_s"] = round(time.monotonic() - t_start, 1)
     meta["other_cpu_fraction"] = other_load.fraction()
     meta["geomean_ratio"] = geomean
+    dratios = [row["diag_ratio"] for row in rows if row["diag_ratio"]]
+    dgeo = math.exp(sum(math.log(x) for x in dratios) / len(dratios)) if dratios else None
+    meta["diag_geomean_ratio"] = dgeo
 
     print_run_header(meta, f"best of {args.repeats} fresh interpreters")
     w = max(len(r["workload"]) for r in rows) + 2
     head = (f"{'workload':<{w}} {'n':>8} {'stock us/op':>12} {'rsthread us/op':>15} "
             f"{'ratio rs/stock':>15}")
+    if args.diag:
+        head += f" {'diag us/op':>11} {'diag/rs':>8}"
     print(head)
     print("-" * len(head))
     for row in rows:
@@ -377,9 +390,18 @@ def main(argv=None) -> int:
         rr_s = ("FAILED" if "rsthread" in row["failed"] else "-") if rr is None else f"{rr:.3f}"
         sr_s = ("FAILED" if "stock" in row["failed"] else "-") if sr is None else f"{sr:.3f}"
         ratio_s = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
-        print(f"{row['workload']:<{w}} {row['n']:>8} {sr_s:>12} {rr_s:>15} {ratio_s:>15}")
+        line = f"{row['workload']:<{w}} {row['n']:>8} {sr_s:>12} {rr_s:>15} {ratio_s:>15}"
+        if args.diag:
+            du, dr = row["diag_us_per_op"], row["diag_ratio"]
+            line += f" {'-' if du is None else format(du, '.3f'):>11} {'-' if dr is None else format(dr, '.2f'):>8}"
+        print(line)
     print("-" * len(head))
-    print(f"{'geometric mean of ratios':<{w + 38}} {'-' if geomean is None else format(geomean, '.2f'):>15}")
+    geo = f"{'geometric mean of ratios':<{w + 38}} {'-' if geomean is None else format(geomean, '.2f'):>15}"
+    if args.diag:
+        geo += f" {'':>11} {'-' if dgeo is None else format(dgeo, '.2f'):>8}"
+    print(geo)
+    if args.diag:
+        print(f"diag: RSTHREAD_DIAG={args.diag!r}; diag/rs: rsthread with it / rsthread without.")
     print("ratio < 1: rsthread faster.")
     if "rsthread" in impls:
         print(f"lock types seen: stock={rows[0]['lock_types'].get('stock')} "

@@ -29,7 +29,6 @@ use crate::timeout::{coarse_ns, monotonic_ns};
 use rustc_hash::FxHashSet;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
 
 /// Bit: a thread's sentinel (`Thread.join` waits on it).
 pub(crate) const SENTINEL: u32 = 1 << 0;
@@ -255,8 +254,9 @@ impl LockCell {
         self.seq.store(0, Ordering::Relaxed);
         self.hold_site.store(0, Ordering::Relaxed);
         self.reset_stats();
-        // Relaxed: cells are handed out under the slab mutex, which orders
-        // these stores before any use by another thread.
+        // Relaxed: cells are handed out under the state mutex, and the
+        // pointer reaches other threads through it (or through the lock
+        // object, published by CPython under the GIL).
         self.id.store(id, Ordering::Relaxed);
     }
 }
@@ -270,30 +270,36 @@ fn bump(a: &AtomicU64, v: u64) {
 
 // ----- slab --------------------------------------------------------------
 
-/// Free cells. Lock order: taken under a state mutex, never the reverse.
-static FREE: Mutex<Vec<&'static LockCell>> = Mutex::new(Vec::new());
+/// Free cells of one diagnostics state (used under its mutex).
+#[derive(Debug, Default)]
+pub(crate) struct Slab {
+    free: Vec<&'static LockCell>,
+}
+
 /// Cells allocated per refill.
 const CHUNK: usize = 256;
 
-/// A cell for lock `id`.
-pub(crate) fn alloc(id: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
-    let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
-    if free.is_empty() {
-        // Leaked on purpose: cells are never freed (see the module docs).
-        let chunk: &'static [LockCell] = Box::leak((0..CHUNK).map(|_| LockCell::EMPTY).collect::<Box<[LockCell]>>());
-        free.extend(chunk.iter());
+impl Slab {
+    /// A cell for lock `id`.
+    pub(crate) fn alloc(&mut self, id: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
+        if self.free.is_empty() {
+            // Leaked on purpose: cells are never freed (see the module docs).
+            let chunk: &'static [LockCell] = Box::leak((0..CHUNK).map(|_| LockCell::EMPTY).collect::<Box<[LockCell]>>());
+            self.free.extend(chunk.iter());
+        }
+        let c = self.free.pop().expect("refilled above");
+        c.init(id, kind, site);
+        c
     }
-    let c = free.pop().expect("refilled above");
-    c.init(id, kind, site);
-    c
-}
 
-/// Return `c` to the slab (its lock is gone).
-pub(crate) fn free(c: &'static LockCell) {
-    // Relaxed: see init(); stale readers compare ids and find 0.
-    c.id.store(0, Ordering::Relaxed);
-    c.holder.store(0, Ordering::Relaxed);
-    FREE.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+    /// Take `c` back (its lock is gone).
+    pub(crate) fn free(&mut self, c: &'static LockCell) {
+        // Relaxed: stale readers compare ids and find 0; reuse goes through
+        // init() under the same state mutex.
+        c.id.store(0, Ordering::Relaxed);
+        c.holder.store(0, Ordering::Relaxed);
+        self.free.push(c);
+    }
 }
 
 // ----- the calling thread ---------------------------------------------------

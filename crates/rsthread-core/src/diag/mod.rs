@@ -342,14 +342,25 @@ impl Diagnostics {
     }
 
     fn run<R>(&self, g: &mut Option<State>, f: impl FnOnce(&mut State, &Ctx) -> R) -> R {
+        self.run_at(g, true, f)
+    }
+
+    /// `timed`: read the clock into `Ctx::now` (else 0).
+    fn run_at<R>(&self, g: &mut Option<State>, timed: bool, f: impl FnOnce(&mut State, &Ctx) -> R) -> R {
         let s = g.get_or_insert_with(|| State::new(self.timeline_capacity()));
-        let cx = Ctx { now: (self.clock)(), flags: self.flags(), report_timed: self.report_timed() };
+        let now = if timed { (self.clock)() } else { 0 };
+        let cx = Ctx { now, flags: self.flags(), report_timed: self.report_timed() };
         f(s, &cx)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State, &Ctx) -> R) -> R {
+        self.with_at(true, f)
+    }
+
+    /// Under the state mutex; `timed` as for `run_at`.
+    fn with_at<R>(&self, timed: bool, f: impl FnOnce(&mut State, &Ctx) -> R) -> R {
         let mut g = self.lock();
-        let r = self.run(&mut g, f);
+        let r = self.run_at(&mut g, timed, f);
         let dirty = g.as_ref().is_some_and(|s| !s.reported.is_empty());
         if dirty != self.dirty() {
             // Relaxed: see dirty().
@@ -360,19 +371,22 @@ impl Diagnostics {
 
     /// A lock object was created at `site`; returns its cell.
     pub fn lock_created(&self, lock: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
-        self.with(|s, _| s.lock_created(lock, kind, site))
+        self.with_at(false, |s, _| s.lock_created(lock, kind, site))
     }
 
     /// The cell of lock `lock` (registered as a plain lock of unknown site
     /// if it is new).
     pub fn cell_of(&self, lock: LockId) -> &'static LockCell {
-        self.with(|s, _| s.cell_of(lock))
+        self.with_at(false, |s, _| s.cell_of(lock))
     }
 
     /// A lock object is gone (its id may be reused). A hold still open ends
     /// (a Condition waiter lock is dropped while held: not a leak).
     pub fn lock_destroyed(&self, lock: LockId) {
-        self.with(|s, cx| s.lock_destroyed(cx, lock))
+        // The clock only for a lock destroyed while held (its hold ends).
+        let mut g = self.lock();
+        let held = g.as_mut().is_some_and(|s| s.is_held(lock));
+        self.run_at(&mut g, held, |s, cx| s.lock_destroyed(cx, lock))
     }
 
     /// `lock` is a thread's sentinel: treated as owned by the thread holding

@@ -206,15 +206,8 @@ pub(crate) struct State {
     pending_leaks: HashMap<LockId, Leak>,
     order: OrderGraph,
     stats: HashMap<LockClass, ClassAcc>,
+    slab: cell::Slab,
     pub(crate) timeline: Timeline,
-}
-
-impl Drop for State {
-    fn drop(&mut self) {
-        for (_, l) in self.locks.drain() {
-            cell::free(l.cell);
-        }
-    }
 }
 
 impl State {
@@ -229,6 +222,7 @@ impl State {
             pending_leaks: HashMap::default(),
             order: OrderGraph::default(),
             stats: HashMap::default(),
+            slab: cell::Slab::default(),
             timeline: Timeline::new(timeline_capacity),
         }
     }
@@ -240,8 +234,9 @@ impl State {
     }
 
     fn lock_entry(&mut self, l: LockId) -> &mut LockRec {
+        let slab = &mut self.slab;
         self.locks.entry(l).or_insert_with(|| LockRec {
-            cell: cell::alloc(l, LockKind::Lock, UNKNOWN_SITE),
+            cell: slab.alloc(l, LockKind::Lock, UNKNOWN_SITE),
             orphaned_by: None,
             partners: Vec::new(),
         })
@@ -366,9 +361,14 @@ impl State {
         if self.locks.contains_key(&lock) {
             self.drop_lock(lock);
         }
-        let c = cell::alloc(lock, kind, site);
+        let c = self.slab.alloc(lock, kind, site);
         self.locks.insert(lock, LockRec { cell: c, orphaned_by: None, partners: Vec::new() });
         c
+    }
+
+    /// Whether lock `lock` has a hold open.
+    pub(crate) fn is_held(&self, lock: LockId) -> bool {
+        self.locks.get(&lock).is_some_and(|l| l.holder().is_some())
     }
 
     pub(crate) fn mark_sentinel(&mut self, lock: LockId) {
@@ -399,7 +399,7 @@ impl State {
                 pl.partners.retain(|&x| x != lock);
             }
         }
-        cell::free(l.cell);
+        self.slab.free(l.cell);
     }
 
     pub(crate) fn thread_started(&mut self, cx: &Ctx, t: ThreadId, native: u64, name: Option<String>) {
