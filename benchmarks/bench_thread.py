@@ -376,6 +376,56 @@ PER_OP = [
 ]
 
 
+# Diagnostics settings for the overhead figures: (label, flag names).
+DIAG_SETTINGS = [
+    ("off", ()),
+    ("deadlock detection", ("DEADLOCK",)),
+    ("deadlock + hang watchdog bookkeeping", ("DEADLOCK", "HANG")),
+    ("deadlock + lock-order + profile", ("DEADLOCK", "LOCK_ORDER", "PROFILE")),
+]
+
+
+def diag_overhead(repeats: int, target: float) -> list[dict]:
+    """rsthread's uncontended acquire+release and `with lock:` with each
+    diagnostics setting, alternated within every repeat; best of N each."""
+    diag = sys.modules["rsthread._diag"]
+
+    def setting(names):
+        flags = 0
+        for name in names:
+            flags |= getattr(diag, name)
+        return flags
+
+    def timed(maker, flags):
+        lock = rs.allocate_lock()  # made while the setting is on, as a program's would be
+        run = maker(lock)
+
+        def fn(n):
+            diag.set_config(flags, False, False)
+            try:
+                return run(n)
+            finally:
+                diag.set_config(0, False, False)
+        return fn
+
+    out = []
+    for figure, maker in (("lock acquire()+release()", _acquire_release_loop), ("with lock:", _with_loop)):
+        diag.set_config(setting(DIAG_SETTINGS[0][1]), False, False)
+        fns = {}
+        for label, names in DIAG_SETTINGS:
+            diag.set_config(setting(names), False, False)
+            fns[label] = timed(maker, setting(names))
+            diag.set_config(0, False, False)
+        n = calibrate(fns["off"], target)
+        best = best_of(fns, n, repeats)
+        for label, _ in DIAG_SETTINGS:
+            out.append({"figure": figure, "setting": label, "ns": best[label],
+                        "ratio_to_off": best[label] / best["off"]})
+    diag.set_config(0, False, False)
+    diag.reset()
+    return out
+
+
 def fmt_num(x, unit):
     if x is None:
         return "-"
@@ -489,6 +539,12 @@ def main(argv=None) -> int:
         add(f"contended {nthreads} threads: threads with 0 ops", "count", "lower",
             s["starved_threads"], r and r["starved_threads"])
 
+    # diagnostics overhead (rsthread only)
+    diag_rows = []
+    if "rsthread" in mods:
+        progress("diagnostics overhead")
+        diag_rows = diag_overhead(args.repeats, args.target)
+
     # sizes
     add("sys.getsizeof(lock)", "bytes", "lower", sys.getsizeof(stock.allocate_lock()),
         sys.getsizeof(rs.allocate_lock()) if "rsthread" in mods else None)
@@ -513,10 +569,19 @@ def main(argv=None) -> int:
         print(f"{label:<{w}} {fmt_num(r['stock'], r['unit']):>14} "
               f"{fmt_num(r['rsthread'], r['unit']):>14} {ratio:>15}")
     print("ratio < 1 is better for times, waits and sizes; > 1 is better for throughput.")
+    if diag_rows:
+        print()
+        print("diagnostics overhead (rsthread, uncontended; stock without diagnostics for reference):")
+        wd = max(len(r["setting"]) for r in diag_rows) + 2
+        stock_ns = {r["figure"]: r["stock"] for r in rows}
+        for figure in dict.fromkeys(r["figure"] for r in diag_rows):
+            print(f"  {figure}   (stock: {fmt_num(stock_ns.get(figure), 'ns')} ns)")
+            for r in (x for x in diag_rows if x["figure"] == figure):
+                print(f"    {r['setting']:<{wd}} {fmt_num(r['ns'], 'ns'):>10} ns   x{r['ratio_to_off']:.2f} of off")
 
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": rows}, f, indent=2)
+            json.dump({"meta": meta, "results": rows, "diag": diag_rows}, f, indent=2)
         print(f"wrote {args.json}")
 
     early = [r for r in rows if r["better"] == "zero" and r["rsthread"]]

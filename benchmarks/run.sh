@@ -18,7 +18,8 @@
 #        python3 -m venv .venv && .venv/bin/pip install maturin \
 #          && .venv/bin/maturin develop --release
 #   2. benchmarks/bench_thread.py  (stock _thread vs rsthread._thread, one interpreter)
-#   3. benchmarks/bench_stdlib.py  (stdlib workloads, fresh interpreter per run)
+#   3. benchmarks/bench_stdlib.py  (stdlib workloads, fresh interpreter per run;
+#      also rsthread with deadlock, lock-order and profile diagnostics on)
 #   4. cargo bench --bench locks   (in benchmarks/, a standalone crate)
 #   5. benchmarks/summarize.py -> benchmarks/RESULTS.md
 # Raw outputs (JSON, logs) go to benchmarks/target/results/ (git-ignored).
@@ -78,7 +79,7 @@ wait_idle
 
 echo "== bench_stdlib.py"
 wait_idle
-"$PY" benchmarks/bench_stdlib.py "${PYARGS[@]}" --json "$OUT/stdlib.json" | tee "$OUT/stdlib.txt" \
+"$PY" benchmarks/bench_stdlib.py "${PYARGS[@]}" --diag "deadlock=warn,lock-order,profile" --json "$OUT/stdlib.json" | tee "$OUT/stdlib.txt" \
     || { STATUS=1; echo "bench_stdlib.py failed (see above; partial results kept)" >&2; }
 
 if [ "${SKIP_CRITERION:-0}" != 1 ]; then

@@ -71,6 +71,11 @@ def thread_section(path: Path) -> list[str]:
             ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         out.append(f"| {r['figure']} | {r['unit']} | {fmt(r['stock'], r['unit'])} | "
                    f"{fmt(r['rsthread'], r['unit'])} | {ratio} |")
+    if d.get("diag"):
+        out += ["", "### Diagnostics overhead (rsthread, uncontended)", "",
+                "| figure | setting | ns/op | ratio to off |", "|---|---|---:|---:|"]
+        for r in d["diag"]:
+            out.append(f"| {r['figure']} | {r['setting']} | {fmt(r['ns'], 'ns')} | {r['ratio_to_off']:.2f} |")
     return out
 
 
@@ -94,6 +99,16 @@ def stdlib_section(path: Path) -> list[str]:
                    f"{sr_s} | {rr_s} | {ratio_s} |")
     g = m.get("geomean_ratio")
     out.append(f"| **geometric mean of ratios** | | | | **{'-' if g is None else format(g, '.2f')}** |")
+    if m.get("diag"):
+        out += ["", f"With diagnostics on (`RSTHREAD_DIAG={m['diag']}`), same runs; "
+                "ratio = rsthread with them / rsthread without:", "",
+                "| workload | rsthread µs/op | with diagnostics µs/op | ratio |", "|---|---:|---:|---:|"]
+        for r in d["results"]:
+            du, dr, rr = r.get("diag_us_per_op"), r.get("diag_ratio"), r["rsthread_us_per_op"]
+            out.append(f"| `{r['workload']}` | {'-' if rr is None else format(rr, '.3f')} | "
+                       f"{'-' if du is None else format(du, '.3f')} | {'-' if dr is None else format(dr, '.2f')} |")
+        dg = m.get("diag_geomean_ratio")
+        out.append(f"| **geometric mean** | | | **{'-' if dg is None else format(dg, '.2f')}** |")
     return out
 
 
