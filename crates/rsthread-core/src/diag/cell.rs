@@ -9,7 +9,7 @@
 //! state mutex or a map lookup: see [`acquired`] and [`released`]. Everything
 //! else (waits, contended acquires, a release by another thread, RLock
 //! `_release_save`, a new lock-order edge, the timeline) goes through
-//! [`State`](super::state) under the mutex, which reads and writes the same
+//! the diagnostics state under its mutex, which reads and writes the same
 //! cells.
 //!
 //! Why this is race-free: a cell's hold fields are written only by the thread

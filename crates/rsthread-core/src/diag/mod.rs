@@ -4,6 +4,15 @@
 //! slow paths (or from every acquire/release once enabled); the lock fast path
 //! pays one Relaxed load of [`flags()`] and a branch while it is 0.
 //!
+//! Once enabled, the common case stays cheap: every lock known to
+//! diagnostics has a [`LockCell`] (holder, depth, acquire site, the bits that
+//! classify it, hold statistics) that the binding reaches through a pointer
+//! in the lock object. An uncontended acquire and its release by the same
+//! thread update the cell and the thread's own record ([`cell`]) without
+//! taking the state mutex; waits, contended acquires, releases by another
+//! thread, new lock-order edges and the timeline go through the state, which
+//! reads and writes the same cells.
+//!
 //! * **Deadlocks** ([`DEADLOCK`]): a wait-for graph (thread → lock it blocks
 //!   on → thread holding it → …). [`wait_begin`] returns a [`Deadlock`] when
 //!   the new wait completes a cycle that cannot resolve (rules below).
@@ -36,8 +45,13 @@
 //!    blocked" rule counts only registered threads). Disable with
 //!    `set_flags(0)`; the state is kept until [`reset`].
 //! 2. Lock objects: [`lock_created`] with the interned creation site
-//!    ([`intern_site`]) when `flags() != 0`; [`lock_destroyed`] in dealloc
-//!    (when the lock was registered; calling it for unknown ids is harmless).
+//!    ([`intern_site`]) when `flags() != 0` (it returns the lock's cell; a
+//!    lock first seen later gets one from [`cell_of`]); [`lock_destroyed`] in
+//!    dealloc (when the lock was registered; calling it for unknown ids is
+//!    harmless). The binding feeds acquires and releases of its own thread
+//!    through [`cell::acquired`] / [`cell::released`] (fast path, falling
+//!    back to the functions below), and non-blocking failures through
+//!    [`cell::acquire_failed`].
 //!    Thread sentinels (`_set_sentinel`, the `_tstate_lock` that
 //!    `Thread.join` waits on) additionally get [`mark_sentinel`].
 //! 3. Threads: [`thread_started`] at bootstrap (ident, native id, name),
