@@ -427,11 +427,10 @@ impl State {
         let tid = r.tid(t);
         let name = r.name.clone().unwrap_or_else(|| format!("thread {t:#x}"));
         self.timeline.names.insert(tid, name);
-        let live: std::collections::HashSet<u64> = if self.timeline.names.len() > 2 * self.threads.len() + 1024 {
-            self.threads.iter().map(|(&i, r)| r.tid(i)).collect()
-        } else {
+        if !self.timeline.names_need_pruning(self.threads.len()) {
             return;
-        };
+        }
+        let live: std::collections::HashSet<u64> = self.threads.iter().map(|(&i, r)| r.tid(i)).collect();
         self.timeline.prune_names(&live);
     }
 

@@ -77,6 +77,9 @@ impl Event {
 }
 
 /// The ring buffer and its side tables.
+/// Names kept at least before pruning is considered.
+const MIN_PRUNE_AT: usize = 1024;
+
 pub(crate) struct Timeline {
     cap: usize,
     buf: Vec<Event>,
@@ -85,6 +88,10 @@ pub(crate) struct Timeline {
     dropped: u64,
     /// tid -> thread name.
     pub names: HashMap<u64, String>,
+    /// `names` size above which the next prune runs: twice the size left by
+    /// the last one, so a prune (a pass over the buffer) is amortized over
+    /// as many new names as it kept.
+    prune_at: usize,
     markers: BTreeMap<u32, String>,
     next_marker: u32,
 }
@@ -97,6 +104,7 @@ impl Timeline {
             head: 0,
             dropped: 0,
             names: HashMap::new(),
+            prune_at: MIN_PRUNE_AT,
             markers: BTreeMap::new(),
             next_marker: 0,
         }
@@ -151,14 +159,16 @@ impl Timeline {
         id
     }
 
-    /// Forget names of threads that are neither live nor in the buffer, when
-    /// the table has grown well past the number of live threads.
+    /// Whether the name table has grown enough for [`prune_names`](Self::prune_names).
+    pub(crate) fn names_need_pruning(&self, live_threads: usize) -> bool {
+        self.names.len() > self.prune_at.max(2 * live_threads + MIN_PRUNE_AT)
+    }
+
+    /// Forget names of threads that are neither live nor in the buffer.
     pub(crate) fn prune_names(&mut self, live: &HashSet<u64>) {
-        if self.names.len() <= 2 * live.len() + 1024 {
-            return;
-        }
         let in_buf: HashSet<u64> = self.buf.iter().map(|e| e.tid).collect();
         self.names.retain(|tid, _| live.contains(tid) || in_buf.contains(tid));
+        self.prune_at = (2 * self.names.len()).max(MIN_PRUNE_AT);
     }
 
     pub(crate) fn trace_data(&self, now: u64) -> TraceData {
@@ -368,6 +378,32 @@ mod tests {
 
     fn ev(ts: u64) -> Event {
         Event::new(ts, 1, EventKind::HoldBegin, ts, LockKind::Lock, 0, 0)
+    }
+
+    #[test]
+    fn name_pruning_is_amortized() {
+        // Threads come and go, each leaving an event: a prune (one pass over
+        // the buffer) may only run once the table has doubled since the last.
+        let mut t = Timeline::new(1 << 16);
+        let live = HashSet::new();
+        let mut prunes = 0;
+        for tid in 1..=20_000u64 {
+            t.names.insert(tid, format!("T{tid}"));
+            t.push(Event::new(tid, tid, EventKind::ThreadEnd, tid, LockKind::Lock, 0, 0));
+            if t.names_need_pruning(0) {
+                t.prune_names(&live);
+                prunes += 1;
+            }
+        }
+        // Every name still has an event in the buffer: nothing can go, and
+        // the table doubles between prunes: 1024, 2048, ... 16384.
+        assert_eq!(t.names.len(), 20_000);
+        assert!(prunes <= 6, "{prunes} prunes");
+        // Once the buffer forgets them, a prune drops the names.
+        t.set_capacity(1);
+        t.push(Event::new(0, 20_000, EventKind::ThreadEnd, 0, LockKind::Lock, 0, 0));
+        t.prune_names(&live);
+        assert_eq!(t.names.keys().copied().collect::<Vec<_>>(), [20_000]);
     }
 
     #[test]
