@@ -80,6 +80,7 @@ fn fast_path_feeds_the_state() {
         assert!(a2.try_take());
         a2.give();
         b2.give();
+        diag::thread_exited(me); // as the binding does at thread end
         inv
     })
     .join()
@@ -103,6 +104,7 @@ fn fast_path_feeds_the_state() {
         let d = diag::wait_begin(me, x2.cell.id(), false);
         diag::wait_end(me, x2.cell.id(), false);
         y2.give();
+        diag::thread_exited(me);
         d
     });
     let me = ident::current();
@@ -125,10 +127,48 @@ fn fast_path_feeds_the_state() {
     let s = Lk::new(9005, "fast.rs:5 in s");
     assert!(s.try_take());
     let s2 = s.clone();
-    thread::spawn(move || s2.give()).join().unwrap();
+    thread::spawn(move || {
+        s2.give();
+        diag::thread_exited(ident::current());
+    })
+    .join()
+    .unwrap();
     assert!(held_by(ident::current()).is_empty(), "the hold ended with the other thread's release");
     assert!(s.try_take());
     s.give();
+
+    // 5. The timeline: fast-path holds are buffered per thread and handed in
+    //    at thread exit (the other thread) and at export (this one).
+    diag::set_flags(diag::DEADLOCK | diag::TRACE);
+    let t = Lk::new(9006, "fast.rs:6 in traced");
+    let t2 = t.clone();
+    thread::spawn(move || {
+        for _ in 0..10 {
+            assert!(t2.try_take());
+            t2.give();
+        }
+        diag::thread_exited(ident::current());
+    })
+    .join()
+    .unwrap();
+    for _ in 0..300 {
+        // more than one batch
+        assert!(t.try_take());
+        t.give();
+    }
+    let mut out = Vec::new();
+    diag::export_chrome_trace(&mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let holds: Vec<&serde_json::Value> = v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "hold Lock fast.rs:6 in traced")
+        .collect();
+    assert_eq!(holds.len(), 310, "every hold of both threads, closed");
+    assert!(holds.iter().all(|e| e["ph"] == "X" && e["args"]["open"] == false));
+    let tids: std::collections::HashSet<u64> = holds.iter().map(|e| e["tid"].as_u64().unwrap()).collect();
+    assert_eq!(tids.len(), 2, "one track per thread: {tids:?}");
 
     diag::set_flags(0);
     diag::reset();

@@ -24,6 +24,8 @@
 //! entry for a lock that was since destroyed) is always safe to read and is
 //! recognised by its id.
 
+use super::report::EventKind;
+use super::timeline::Event;
 use super::{global, LockClass, LockId, LockKind, OrderInversion, SiteId, ThreadId, HANG, LOCK_ORDER, PROFILE, TRACE};
 use crate::timeout::{coarse_ns, monotonic_ns};
 use rustc_hash::FxHashSet;
@@ -45,6 +47,8 @@ pub(crate) const ORPHANED: u32 = 1 << 4;
 const PRUNE_DEPTH: usize = 16;
 /// Lock-order edges a thread remembers as recorded (then it forgets them all).
 const MAX_SEEN: usize = 1 << 16;
+/// Timeline events a thread buffers before handing them to the state.
+const EVENT_BATCH: usize = 256;
 
 /// The hot record of one lock. All fields are atomics so that readers under
 /// the state mutex never race with the holder's plain updates; the orderings
@@ -367,6 +371,10 @@ pub struct ThreadDiag {
     /// Acquires and releases recorded by this thread (see [`ops`]).
     ops: u64,
     sites: Option<Box<SiteCache>>,
+    /// Kernel thread id for timeline events (0 until first needed).
+    tid: u64,
+    /// Timeline events not handed to the state yet (see [`take_events`]).
+    events: Vec<Event>,
 }
 
 thread_local! {
@@ -381,6 +389,8 @@ thread_local! {
             seq: 0,
             ops: 0,
             sites: None,
+            tid: 0,
+            events: Vec::new(),
         })
     };
 }
@@ -436,6 +446,12 @@ pub fn ops() -> u64 {
     with_thread(|l| l.ops).unwrap_or(0)
 }
 
+/// The calling thread's buffered timeline events, oldest first; the caller
+/// hands them to the state (before anything else it tells the state).
+pub(crate) fn take_events() -> Vec<Event> {
+    with_thread(|l| std::mem::take(&mut l.events)).unwrap_or_default()
+}
+
 /// The next operation of the calling thread must go through the state.
 pub(crate) fn mark_unsynced() {
     let _ = with_thread(|l| l.sync = true);
@@ -450,7 +466,7 @@ pub(crate) fn forget_thread() {
 }
 
 fn time_now(flags: u32) -> u64 {
-    if flags & PROFILE != 0 {
+    if flags & (PROFILE | TRACE) != 0 {
         monotonic_ns()
     } else if flags & HANG != 0 {
         coarse_ns()
@@ -525,6 +541,14 @@ impl ThreadDiag {
         self.held.push(Held { cell, id: cell.id() });
     }
 
+    /// Buffer a hold event of `cell` (under [`TRACE`]).
+    fn event(&mut self, ts: u64, kind: EventKind, cell: &LockCell, aux: SiteId) {
+        if self.tid == 0 {
+            self.tid = crate::ident::native();
+        }
+        self.events.push(Event::new(ts, self.tid, kind, cell.id(), cell.kind(), cell.site(), aux));
+    }
+
     fn pop_held(&mut self, cell: &LockCell) {
         if let Some(i) = self.held.iter().rposition(|h| std::ptr::eq(h.cell, cell)) {
             self.held.remove(i);
@@ -538,8 +562,12 @@ impl ThreadDiag {
         let g = global();
         let flags = g.flags();
         self.ops = self.ops.wrapping_add(1);
-        if flags & TRACE != 0 || !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 {
+        if !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 {
             return false;
+        }
+        let trace = flags & TRACE != 0;
+        if trace && self.events.len() >= EVENT_BATCH {
+            return false; // the slow path hands the batch in
         }
         let me = self.me;
         let holder = cell.holder_raw();
@@ -555,9 +583,13 @@ impl ThreadDiag {
             return false;
         }
         self.seq += 1;
-        cell.begin_hold(me, site, time_now(flags), self.seq);
+        let now = time_now(flags);
+        cell.begin_hold(me, site, now, self.seq);
         if flags & PROFILE != 0 {
             cell.count_acquisition();
+        }
+        if trace {
+            self.event(now, EventKind::HoldBegin, cell, site);
         }
         if order {
             self.push_held(cell);
@@ -572,7 +604,11 @@ impl ThreadDiag {
         let g = global();
         let flags = g.flags();
         self.ops = self.ops.wrapping_add(1);
-        if flags & TRACE != 0 || !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 {
+        if !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 {
+            return false;
+        }
+        let trace = flags & TRACE != 0;
+        if trace && self.events.len() >= EVENT_BATCH {
             return false;
         }
         match cell.holder_raw() {
@@ -586,7 +622,11 @@ impl ThreadDiag {
                 }
                 cell.set_bit(RELEASED_BY_SELF);
                 let profile = flags & PROFILE != 0;
-                cell.end_hold(if profile { monotonic_ns() } else { 0 }, profile);
+                let now = if profile || trace { monotonic_ns() } else { 0 };
+                cell.end_hold(now, profile);
+                if trace {
+                    self.event(now, EventKind::HoldEnd, cell, 0);
+                }
                 if flags & LOCK_ORDER != 0 {
                     self.pop_held(cell);
                 }
@@ -614,6 +654,7 @@ pub fn acquired_slow(cell: &'static LockCell, me: ThreadId, site: SiteId, blocki
     let flags = g.flags();
     let reentry = cell.holder_raw() == me && cell.kind() == LockKind::RLock;
     let held = with_thread(|l| l.held_ids(cell)).unwrap_or_default();
+    super::flush_events();
     let inv = g.acquired_with(me, cell.id(), site, blocking, waited_ns, Some(&held));
     let _ = with_thread(|l| {
         l.known = true;
@@ -639,6 +680,7 @@ pub fn released(cell: &'static LockCell, me: ThreadId) {
 
 /// The slow path of [`released`].
 pub fn released_slow(cell: &'static LockCell, me: ThreadId) {
+    super::flush_events();
     global().released(me, cell.id());
     let _ = with_thread(|l| {
         l.known = true;

@@ -578,6 +578,23 @@ impl Diagnostics {
 /// The process-wide instance.
 static GLOBAL: Diagnostics = Diagnostics::new();
 
+/// Hand the calling thread's buffered timeline events to the global state.
+/// Threads buffer the events of their fast path (up to a batch) and hand
+/// them in before any other call into the state, before blocking, at exit
+/// and before an export, so each thread's events reach the timeline in
+/// order; the export sorts all of them by time. A thread that is still
+/// running at export time may have up to a batch of recent events missing.
+pub(crate) fn flush_events() {
+    let events = cell::take_events();
+    if !events.is_empty() {
+        GLOBAL.with_at(false, |s, _| {
+            for e in events {
+                s.timeline.push(e);
+            }
+        });
+    }
+}
+
 /// The process-wide instance behind the free functions.
 pub fn global() -> &'static Diagnostics {
     &GLOBAL
@@ -640,6 +657,7 @@ pub fn thread_named(t: ThreadId, name: &str) {
 /// See [`Diagnostics::thread_exited`].
 pub fn thread_exited(t: ThreadId) -> Vec<Leak> {
     if t == crate::ident::current() {
+        flush_events();
         cell::forget_thread();
     }
     GLOBAL.thread_exited(t)
@@ -670,6 +688,7 @@ pub fn acquire_failed(t: ThreadId, lock: LockId) {
 }
 /// See [`Diagnostics::wait_begin`]. From thread `t` itself.
 pub fn wait_begin(t: ThreadId, lock: LockId, timed: bool) -> Option<Deadlock> {
+    flush_events();
     cell::mark_unsynced();
     GLOBAL.wait_begin(t, lock, timed)
 }
@@ -708,10 +727,12 @@ pub fn reset() {
 }
 /// See [`Diagnostics::timeline`].
 pub fn timeline() -> Vec<TimelineEvent> {
+    flush_events();
     GLOBAL.timeline()
 }
 /// See [`Diagnostics::export_chrome_trace`].
 pub fn export_chrome_trace<W: Write + ?Sized>(w: &mut W) -> io::Result<()> {
+    flush_events();
     GLOBAL.export_chrome_trace(w)
 }
 

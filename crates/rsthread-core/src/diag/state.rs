@@ -230,7 +230,12 @@ impl State {
     // ----- helpers -------------------------------------------------------
 
     fn thread_entry(&mut self, t: ThreadId) -> &mut ThreadRec {
-        self.threads.entry(t).or_insert_with(|| ThreadRec::new(0, None, true))
+        self.threads.entry(t).or_insert_with(|| {
+            // Met through its own call (the binding's case): its kernel id is
+            // at hand, and the fast path's timeline events use it too.
+            let native = if t == crate::ident::current() { crate::ident::native() } else { 0 };
+            ThreadRec::new(native, None, true)
+        })
     }
 
     fn lock_entry(&mut self, l: LockId) -> &mut LockRec {

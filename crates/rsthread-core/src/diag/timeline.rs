@@ -141,10 +141,14 @@ impl Timeline {
     }
 
     /// Oldest first.
+    /// The events in time order (threads hand in their buffered events in
+    /// batches, so the ring itself is only ordered per thread).
     pub(crate) fn events(&self) -> Vec<Event> {
         let mut v = Vec::with_capacity(self.buf.len());
         v.extend_from_slice(&self.buf[self.head..]);
         v.extend_from_slice(&self.buf[..self.head]);
+        // Stable: a thread's events with equal timestamps keep their order.
+        v.sort_by_key(|e| e.ts);
         v
     }
 
