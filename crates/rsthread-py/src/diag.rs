@@ -283,17 +283,16 @@ pub(crate) fn check_frame_layout(py: Python<'_>) {
     FAST_FRAMES.store(ok, Ordering::Relaxed);
 }
 
-/// The site in the per-thread cache, from the interpreter frames; `None`
-/// on a miss (then [`site_in`] computes and caches it).
-#[inline]
-fn cached_site(c: &ThreadSites) -> Option<SiteId> {
-    // Relaxed: see check_frame_layout.
-    if !FAST_FRAMES.load(Ordering::Relaxed) {
-        return None;
-    }
-    // SAFETY: attached (callers hold the GIL); frames are live while we run
-    // inside them, and their code objects are kept by SITE_CACHE once seen (a
-    // code object not in the skip cache ends the fast walk).
+/// Walk the calling thread's interpreter frames from the innermost (at most
+/// [`MAX_FRAMES`]), hashing their instruction pointers, until `skipped`
+/// says a frame's code is not skipped; `None` as soon as `skipped` does not
+/// know a code object. Returns the hash (0: no frame).
+///
+/// # Safety
+/// Attached (GIL held); `skipped` must only know code objects kept alive by
+/// `SITE_CACHE`.
+unsafe fn walk_frames(mut skipped: impl FnMut(usize) -> Option<bool>) -> Option<u64> {
+    // SAFETY: per the contract; frames are live while we run inside them.
     unsafe {
         let mut f = current_iframe();
         let mut h: u64 = 0;
@@ -303,18 +302,33 @@ fn cached_site(c: &ThreadSites) -> Option<SiteId> {
             }
             let code = (*f).f_code as usize;
             h = mix(h, (*f).prev_instr as u64);
-            let (k, skip) = c.skip[(code >> 4) & 255];
-            if k != code {
-                return None;
-            }
-            if !skip {
+            if !skipped(code)? {
                 break;
             }
             f = (*f).previous;
         }
-        let (k, s) = c.sites[(h as usize) & 1023];
-        (k == h && h != 0).then_some(s)
+        Some(h)
     }
+}
+
+/// The site in the per-thread cache, from the interpreter frames; `None`
+/// on a miss (then [`site_in`] computes and caches it).
+#[inline]
+fn cached_site(c: &ThreadSites) -> Option<SiteId> {
+    // Relaxed: see check_frame_layout.
+    if !FAST_FRAMES.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: attached (callers hold the GIL); the skip table only holds
+    // code objects kept by SITE_CACHE (see fill_site_cache).
+    let h = unsafe {
+        walk_frames(|code| {
+            let (k, skip) = c.skip[(code >> 4) & 255];
+            (k == code).then_some(skip)
+        })
+    }?;
+    let (k, s) = c.sites[(h as usize) & 1023];
+    (k == h && h != 0).then_some(s)
 }
 
 /// After a slow lookup: remember the walked code objects and the site.
@@ -325,27 +339,17 @@ fn fill_site_cache(c: &mut ThreadSites, site: SiteId) {
     }
     let g = cache();
     let Some(sc) = g.as_ref() else { return };
-    // SAFETY: as in cached_site; code objects looked up in SITE_CACHE are
-    // kept alive by it.
-    unsafe {
-        let mut f = current_iframe();
-        let mut h: u64 = 0;
-        for _ in 0..MAX_FRAMES {
-            if f.is_null() {
-                break;
-            }
-            let code = (*f).f_code as usize;
-            h = mix(h, (*f).prev_instr as u64);
-            let Some(info) = sc.codes.get(&code) else { return };
+    // SAFETY: attached; every code object entered in the skip table comes
+    // from SITE_CACHE, which keeps it alive.
+    let h = unsafe {
+        walk_frames(|code| {
+            let info = sc.codes.get(&code)?;
             c.skip[(code >> 4) & 255] = (code, info.skip);
-            if !info.skip {
-                break;
-            }
-            f = (*f).previous;
-        }
-        if h != 0 {
-            c.sites[(h as usize) & 1023] = (h, site);
-        }
+            Some(info.skip)
+        })
+    };
+    if let Some(h) = h.filter(|&h| h != 0) {
+        c.sites[(h as usize) & 1023] = (h, site);
     }
 }
 

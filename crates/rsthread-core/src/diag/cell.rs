@@ -555,20 +555,26 @@ impl ThreadDiag {
         }
     }
 
+    /// Count the operation; the flags if the fast path may record it on
+    /// `cell`, `None` if the state must: it does not know this thread yet,
+    /// has a wait record of it or a reported cycle to forget, the lock has
+    /// an exited holder, or the thread's timeline batch is full.
+    #[inline]
+    fn fast_flags(&mut self, cell: &LockCell) -> Option<u32> {
+        let g = global();
+        let flags = g.flags();
+        self.ops = self.ops.wrapping_add(1);
+        let batch_full = flags & TRACE != 0 && self.events.len() >= EVENT_BATCH;
+        let slow = !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 || batch_full;
+        (!slow).then_some(flags)
+    }
+
     /// The fast path of [`acquired`]: true if the acquire is fully recorded,
     /// false if the caller must call [`acquired`] (the slow path).
     #[inline]
     pub fn acquired_fast(&mut self, cell: &'static LockCell, site: SiteId, blocking: bool) -> bool {
-        let g = global();
-        let flags = g.flags();
-        self.ops = self.ops.wrapping_add(1);
-        if !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 {
-            return false;
-        }
+        let Some(flags) = self.fast_flags(cell) else { return false };
         let trace = flags & TRACE != 0;
-        if trace && self.events.len() >= EVENT_BATCH {
-            return false; // the slow path hands the batch in
-        }
         let me = self.me;
         let holder = cell.holder_raw();
         if holder == me && cell.kind() == LockKind::RLock {
@@ -601,16 +607,8 @@ impl ThreadDiag {
     /// recorded, false if the caller must call [`released`].
     #[inline]
     pub fn released_fast(&mut self, cell: &'static LockCell) -> bool {
-        let g = global();
-        let flags = g.flags();
-        self.ops = self.ops.wrapping_add(1);
-        if !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 {
-            return false;
-        }
+        let Some(flags) = self.fast_flags(cell) else { return false };
         let trace = flags & TRACE != 0;
-        if trace && self.events.len() >= EVENT_BATCH {
-            return false;
-        }
         match cell.holder_raw() {
             0 => true, // no hold recorded: nothing to end
             h if h != self.me => false,
