@@ -322,13 +322,9 @@ fn cached_site(c: &ThreadSites) -> Option<SiteId> {
     // SAFETY: attached (callers hold the GIL); the skip table only holds
     // code objects kept by SITE_CACHE (see fill_site_cache).
     let h = unsafe {
-        walk_frames(|code| {
-            let (k, skip) = c.skip[(code >> 4) & 255];
-            (k == code).then_some(skip)
-        })
+        walk_frames(|code| c.skip_of(code as u64))
     }?;
-    let (k, s) = c.sites[(h as usize) & 1023];
-    (k == h && h != 0).then_some(s)
+    c.site_of(h)
 }
 
 /// After a slow lookup: remember the walked code objects and the site.
@@ -344,12 +340,12 @@ fn fill_site_cache(c: &mut ThreadSites, site: SiteId) {
     let h = unsafe {
         walk_frames(|code| {
             let info = sc.codes.get(&code)?;
-            c.skip[(code >> 4) & 255] = (code, info.skip);
+            c.set_skip(code as u64, info.skip);
             Some(info.skip)
         })
     };
     if let Some(h) = h.filter(|&h| h != 0) {
-        c.sites[(h as usize) & 1023] = (h, site);
+        c.set_site(h, site);
     }
 }
 
