@@ -33,4 +33,28 @@ extern "C" {
     pub fn PyInterpreterState_Main() -> *mut pyo3::ffi::PyInterpreterState;
     /// Whether the interpreter is finalizing.
     pub fn _Py_IsFinalizing() -> c_int;
+    /// A thread state for `interp`, linked into it but not bound to any OS
+    /// thread yet (what stock `start_new_thread` makes in the parent).
+    pub fn _PyThreadState_Prealloc(interp: *mut pyo3::ffi::PyInterpreterState) -> *mut pyo3::ffi::PyThreadState;
+    /// Bind `tstate` to the calling OS thread for `PyGILState` (stock's
+    /// `thread_run` calls it first thing in the new thread).
+    pub fn _PyThreadState_SetCurrent(tstate: *mut pyo3::ffi::PyThreadState);
+    /// Delete the current thread state and release the GIL.
+    pub fn _PyThreadState_DeleteCurrent(tstate: *mut pyo3::ffi::PyThreadState);
+}
+
+// Calls that may end the calling thread with `pthread_exit` during
+// finalization (CPython < 3.14: taking the GIL, or running Python code that
+// takes it again). Declared "C-unwind" so that the forced unwind may pass
+// through our frame (`thread_start`, which keeps no value with a destructor
+// alive across them) instead of hitting a call site the compiler assumed
+// cannot unwind.
+#[allow(clashing_extern_declarations)]
+extern "C-unwind" {
+    /// Take the GIL with `tstate`.
+    #[link_name = "PyEval_AcquireThread"]
+    pub fn PyEval_AcquireThread_unwind(tstate: *mut pyo3::ffi::PyThreadState);
+    /// `PyObject_Call`.
+    #[link_name = "PyObject_Call"]
+    pub fn PyObject_Call_unwind(callable: *mut PyObject, args: *mut PyObject, kwargs: *mut PyObject) -> *mut PyObject;
 }

@@ -97,6 +97,7 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     diag::register(py)?;
     diag::check_frame_layout(py);
     thread::install_fast_get_ident(m)?;
+    thread::init(py)?;
     // Stock `_thread` has neither a `lock` attribute (only `LockType`) nor `__all__`.
     m.delattr("lock")?;
     if m.hasattr("__all__")? {

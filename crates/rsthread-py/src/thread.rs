@@ -1,8 +1,8 @@
 //! Module-level functions: thread start, idents, `_count`, `_set_sentinel`,
 //! `stack_size`, `exit`, `interrupt_main`.
 
-use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::raw::{c_int, c_ulong, c_void};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use pyo3::exceptions::{PySystemExit, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -18,26 +18,101 @@ use crate::lock::PyLock;
 /// Threads started by this module that have not finished (`_count()`).
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
-thread_local! {
-    /// True in threads started by `start_new_thread`.
-    static OURS: Cell<bool> = const { Cell::new(false) };
-    /// The `_set_sentinel()` lock of this thread (ours only), released after
-    /// the thread state has been destroyed.
-    static SENTINEL: RefCell<Option<Py<PyLock>>> = const { RefCell::new(None) };
-}
-
-/// What `start_new_thread` hands to the new thread: three owned references,
-/// kept as raw pointers so that no Rust value with a destructor is alive
-/// while Python code runs (see `thread_start`).
+/// What `start_new_thread` hands to the new thread: owned references and the
+/// preallocated thread state, kept as raw pointers so that no Rust value with
+/// a destructor is alive while Python code runs (see `thread_start`).
 #[derive(Clone, Copy)]
 struct RawBoot {
     func: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
     /// NULL when no kwargs were given.
     kwargs: *mut ffi::PyObject,
+    /// Made by the parent (`_PyThreadState_Prealloc`), like stock; NULL: the
+    /// child makes its own (`PyThreadState_New`), see [`PREALLOC_TSTATE`].
+    tstate: *mut ffi::PyThreadState,
 }
 
-/// Entry point of every thread started by `start_new_thread`.
+/// The head of CPython 3.11's `struct _ts` (`Include/cpython/pystate.h`) up
+/// to the two fields that stock `thread_run` sets in the new thread before
+/// binding a preallocated thread state to it.
+#[repr(C)]
+struct Ts311Head {
+    prev: *mut c_void,
+    next: *mut c_void,
+    interp: *mut c_void,
+    _initialized: c_int,
+    _static: c_int,
+    recursion_remaining: c_int,
+    recursion_limit: c_int,
+    recursion_headroom: c_int,
+    tracing: c_int,
+    tracing_what: c_int,
+    cframe: *mut c_void,
+    c_profilefunc: *mut c_void,
+    c_tracefunc: *mut c_void,
+    c_profileobj: *mut c_void,
+    c_traceobj: *mut c_void,
+    curexc_type: *mut c_void,
+    curexc_value: *mut c_void,
+    curexc_traceback: *mut c_void,
+    exc_info: *mut c_void,
+    dict: *mut c_void,
+    gilstate_counter: c_int,
+    async_exc: *mut c_void,
+    thread_id: c_ulong,
+    native_thread_id: c_ulong,
+}
+// The offsets stock `thread_run` writes (checked in libpython 3.11.7's code).
+const _: () = assert!(std::mem::offset_of!(Ts311Head, thread_id) == 0x98);
+const _: () = assert!(std::mem::offset_of!(Ts311Head, native_thread_id) == 0xa0);
+
+/// Whether the parent preallocates the new thread's state, as stock does.
+/// That needs [`Ts311Head`] to match the running interpreter, which module
+/// init checks on the importing thread's own state; otherwise the child
+/// makes its state with `PyThreadState_New` (same result, allocated there).
+static PREALLOC_TSTATE: AtomicBool = AtomicBool::new(false);
+
+/// pthread key (+1; 0: not created) whose value, in threads started here, is
+/// the address of `thread_start`'s sentinel slot. No destructor, and for the
+/// first 32 keys glibc stores values inline: no allocation per thread.
+static SLOT_KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// Module init: check the thread-state layout and create the slot key.
+pub(crate) fn init(_py: Python<'_>) -> PyResult<()> {
+    // SAFETY: attached, so the current thread state is valid; only the
+    // head's fields are read, and only after its `interp` field (offset 16
+    // in every CPython 3.x) matched.
+    let ok = unsafe {
+        let ts = ffi::PyThreadState_Get().cast::<Ts311Head>();
+        (*ts).interp == ffi::PyInterpreterState_Get().cast()
+            && (*ts).thread_id as u64 == ident::current()
+            && (*ts).native_thread_id as u64 == ident::native()
+    };
+    PREALLOC_TSTATE.store(ok, Ordering::Relaxed);
+    if SLOT_KEY.load(Ordering::Relaxed) == 0 {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: `key` is a valid out-pointer; no destructor.
+        let rc = unsafe { libc::pthread_key_create(&mut key, None) };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc).into());
+        }
+        SLOT_KEY.store(key as usize + 1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// This thread's sentinel slot, if `start_new_thread` started it.
+#[inline]
+fn own_slot() -> *mut *mut ffi::PyObject {
+    match SLOT_KEY.load(Ordering::Relaxed) {
+        0 => std::ptr::null_mut(),
+        // SAFETY: a key created by `init`.
+        k => unsafe { libc::pthread_getspecific((k - 1) as libc::pthread_key_t).cast() },
+    }
+}
+
+/// Entry point of every thread started by `start_new_thread`; stock's
+/// `thread_run`, step for step.
 ///
 /// Written against the C API on purpose: CPython 3.11 ends a thread that
 /// tries to take the GIL during finalization with `pthread_exit`, whose
@@ -45,25 +120,42 @@ struct RawBoot {
 /// that no longer holds the GIL and abort the process. Here nothing between
 /// glibc's `start_thread` and the Python calls has a destructor, so such a
 /// thread just ends, as it does with stock `_thread`.
-extern "C-unwind" fn thread_start(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
+extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `arg` is the Box<RawBoot> leaked by `start_impl` for this thread only.
     let boot: RawBoot = unsafe { *Box::from_raw(arg.cast::<RawBoot>()) };
-    OURS.with(|o| o.set(true));
+    // This thread's `_set_sentinel()` lock (an owned reference), found by
+    // `_set_sentinel` through SLOT_KEY.
+    let mut sentinel: *mut ffi::PyObject = std::ptr::null_mut();
+    let key = SLOT_KEY.load(Ordering::Relaxed);
     // SAFETY (block): every pointer in `boot` is an owned reference; the GIL
-    // is held between Ensure and Release; each call is used per its C-API
-    // contract (NULL return means an exception is set).
+    // is held between AcquireThread and DeleteCurrent; each call is used per
+    // its C-API contract (NULL return means an exception is set); the slot
+    // outlives every use of the key's value in this thread.
     unsafe {
         if capi::_Py_IsFinalizing() != 0 {
-            // Too late to run or even release Python objects: leak them, like stock.
+            // Too late to run or even release Python objects: leak them
+            // (and the preallocated thread state), like stock.
             COUNT.fetch_sub(1, Ordering::Relaxed);
             return std::ptr::null_mut();
         }
-        let g = ffi::PyGILState_Ensure();
+        if key != 0 {
+            libc::pthread_setspecific((key - 1) as libc::pthread_key_t, (&raw mut sentinel).cast());
+        }
+        let ts = if boot.tstate.is_null() {
+            ffi::PyThreadState_New(capi::PyInterpreterState_Main())
+        } else {
+            let h = boot.tstate.cast::<Ts311Head>();
+            (*h).thread_id = ident::current() as c_ulong;
+            (*h).native_thread_id = ident::native() as c_ulong;
+            capi::_PyThreadState_SetCurrent(boot.tstate);
+            boot.tstate
+        };
+        capi::PyEval_AcquireThread_unwind(ts);
         if rsthread_core::diag::flags() != 0 {
             let py = Python::assume_attached();
             crate::diag::thread_begin(py, Bound::from_borrowed_ptr(py, boot.func).as_any());
         }
-        let r = ffi::PyObject_Call(boot.func, boot.args, boot.kwargs);
+        let r = capi::PyObject_Call_unwind(boot.func, boot.args, boot.kwargs);
         if r.is_null() {
             if ffi::PyErr_ExceptionMatches(ffi::PyExc_SystemExit) != 0 {
                 ffi::PyErr_Clear();
@@ -76,31 +168,52 @@ extern "C-unwind" fn thread_start(arg: *mut std::ffi::c_void) -> *mut std::ffi::
         if rsthread_core::diag::flags() != 0 {
             crate::diag::thread_end(Python::assume_attached());
         }
-        // Stock order: drop function and arguments, then decrement _count,
-        // then clear and delete the thread state (PyGILState_Release of the
-        // last level does both), then release the sentinel.
+        // Stock order: drop function and arguments, decrement _count, clear
+        // the thread state, release the sentinel (stock: `on_delete`, at the
+        // end of PyThreadState_Clear), delete the thread state and drop the
+        // GIL.
         ffi::Py_DECREF(boot.func);
         ffi::Py_DECREF(boot.args);
         ffi::Py_XDECREF(boot.kwargs);
         // Relaxed: a counter read for information only.
         COUNT.fetch_sub(1, Ordering::Relaxed);
-        ffi::PyGILState_Release(g);
+        ffi::PyThreadState_Clear(ts);
+        // The key's value is left pointing at the slot: nothing reads it
+        // after this, and glibc clears it when the thread ends.
+        // Volatile: `_set_sentinel` wrote it through the key's pointer.
+        let sentinel = std::ptr::read_volatile(&raw const sentinel);
+        if !sentinel.is_null() {
+            release_sentinel(Python::assume_attached(), sentinel);
+        }
+        capi::_PyThreadState_DeleteCurrent(ts);
     }
-    release_own_sentinel();
     std::ptr::null_mut()
 }
 
-/// After the thread state is gone: release this thread's `_set_sentinel` lock.
-fn release_own_sentinel() {
-    if let Some(lock) = SENTINEL.with(|s| s.borrow_mut().take()) {
-        // `get` needs no GIL (frozen, Sync); the lock is an atomic word.
+/// Release this thread's `_set_sentinel` lock and drop our reference, with
+/// the GIL held, after the thread state was cleared (stock's
+/// `release_sentinel` does the same from `on_delete`).
+///
+/// # Safety
+/// `lock` is an owned reference to a `PyLock`; the GIL is held.
+unsafe fn release_sentinel(py: Python<'_>, lock: *mut ffi::PyObject) {
+    // SAFETY: per the contract; the reference is consumed below.
+    unsafe {
+        let l = Bound::from_borrowed_ptr(py, lock).cast_into_unchecked::<PyLock>();
         if rsthread_core::diag::flags() != 0 {
-            crate::diag::sentinel_release(lock.get());
+            crate::diag::sentinel_release(l.get());
         }
-        let _ = lock.get().raw.release();
-        // Dropping without the GIL defers the decref to PyO3's pool, or leaks
-        // it when the interpreter is gone, which is harmless at exit.
-        drop(lock);
+        let _ = l.get().raw.release();
+        drop(l);
+        if ffi::Py_REFCNT(lock) > 1 {
+            ffi::Py_DECREF(lock);
+        } else {
+            // Ours is the last reference: deallocating here could run weakref
+            // callbacks in a thread state that was already cleared (stock
+            // holds only a weakref and never deallocates the lock here), so
+            // PyO3 drops it later, in a thread with a live state.
+            drop(Bound::from_owned_ptr(py, lock).unbind());
+        }
     }
 }
 
@@ -187,11 +300,22 @@ fn start_impl(
     {
         return Err(PyErr::fetch(py));
     }
+    let tstate = if PREALLOC_TSTATE.load(Ordering::Relaxed) {
+        // SAFETY: attached; the main interpreter is the only one we run in.
+        let ts = unsafe { capi::_PyThreadState_Prealloc(capi::PyInterpreterState_Main()) };
+        if ts.is_null() {
+            return Err(PyErr::take(py).unwrap_or_else(|| pyo3::exceptions::PyMemoryError::new_err(())));
+        }
+        ts
+    } else {
+        std::ptr::null_mut()
+    };
     let func_for_diag = func.clone();
     let boot = Box::new(RawBoot {
         func: func.unbind().into_ptr(),
         args: fargs.unbind().into_ptr(),
         kwargs: kw.map_or(std::ptr::null_mut(), |k| k.unbind().into_ptr()),
+        tstate,
     });
     // Relaxed: informational counter (see `_count`).
     COUNT.fetch_add(1, Ordering::Relaxed);
@@ -212,11 +336,16 @@ fn start_impl(
             COUNT.fetch_sub(1, Ordering::Relaxed);
             // SAFETY: the thread was not started, so `arg` is still ours.
             let boot = unsafe { Box::from_raw(arg.cast::<RawBoot>()) };
-            // SAFETY: attached; these are the owned references made above.
+            // SAFETY: attached; these are the owned references and the
+            // unused thread state made above (not current, never bound).
             unsafe {
                 ffi::Py_DECREF(boot.func);
                 ffi::Py_DECREF(boot.args);
                 ffi::Py_XDECREF(boot.kwargs);
+                if !boot.tstate.is_null() {
+                    ffi::PyThreadState_Clear(boot.tstate);
+                    ffi::PyThreadState_Delete(boot.tstate);
+                }
             }
             Err(errors::cant_start_thread())
         }
@@ -322,9 +451,16 @@ pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
         crate::diag::sentinel_created(py, &lock);
     }
     let lock = Py::new(py, lock)?;
-    if OURS.with(|o| o.get()) {
-        // Replaces (without releasing) a sentinel set before a fork, like stock.
-        SENTINEL.with(|s| *s.borrow_mut() = Some(lock.clone_ref(py)));
+    let slot = own_slot();
+    if !slot.is_null() {
+        // A thread started by `start_new_thread`. Replaces (without
+        // releasing) a sentinel set before a fork, like stock.
+        // SAFETY: attached; the slot is `thread_start`'s, alive while this
+        // thread runs Python code, and holds NULL or an owned reference.
+        unsafe {
+            let old = std::mem::replace(&mut *slot, lock.clone_ref(py).into_ptr());
+            ffi::Py_XDECREF(old);
+        }
     } else {
         // SAFETY: attached; returns a borrowed dict (NULL only without a thread state).
         let d = unsafe { ffi::PyThreadState_GetDict() };
