@@ -41,6 +41,9 @@ extern "C" {
     pub fn _PyThreadState_SetCurrent(tstate: *mut pyo3::ffi::PyThreadState);
     /// Delete the current thread state and release the GIL.
     pub fn _PyThreadState_DeleteCurrent(tstate: *mut pyo3::ffi::PyThreadState);
+    /// Whether the calling thread is the one that runs signal handlers (the
+    /// main thread of the main interpreter). Needs an attached thread state.
+    pub fn _PyOS_IsMainThread() -> c_int;
 }
 
 // Calls that may end the calling thread with `pthread_exit` during
