@@ -14,7 +14,8 @@
 //!   random 0–2 ms timeout (retried; a time-out must never come early), a
 //!   `try_acquire` spin, or a *hand-off*: the thread acquires, increments,
 //!   and passes the held lock to its own releaser thread, which increments
-//!   again and releases it (release by a thread that never acquired).
+//!   again and releases it (release by a thread that never acquired). Half
+//!   the threads acquire with adaptive spinning (per-lock `SpinScore`).
 //!   Each critical section also checks a per-lock "inside" flag, so two
 //!   holders at once are caught directly, not only as a lost update.
 //! * **rlock**: every thread does `--ops` holds of a random `RawRLock`
@@ -33,7 +34,7 @@
 //! lock's address (a client request: a no-op when not under valgrind).
 #![allow(dead_code)]
 
-use rsthread_core::{Acquire, Deadline, RawLock, RawRLock, ReleaseError};
+use rsthread_core::{Acquire, Deadline, RawLock, RawRLock, ReleaseError, SpinScore};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -189,6 +190,7 @@ fn max_dur(a: &AtomicU64, d: Duration) {
 pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, String> {
     struct Shared {
         locks: Vec<RawLock>,
+        scores: Vec<SpinScore>,
         counters: Vec<Counter>,
         inside: Vec<AtomicBool>,
         progress: Vec<AtomicU64>,
@@ -199,6 +201,7 @@ pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Stri
     }
     let sh = Arc::new(Shared {
         locks: (0..nlocks).map(|_| RawLock::new()).collect(),
+        scores: (0..nlocks).map(|_| SpinScore::new()).collect(),
         counters: (0..nlocks).map(|_| Counter::new()).collect(),
         inside: (0..nlocks).map(|_| AtomicBool::new(false)).collect(),
         progress: (0..cfg.threads).map(|_| AtomicU64::new(0)).collect(),
@@ -234,6 +237,8 @@ pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Stri
         handles.push(thread::spawn(move || {
             let mut rng = Rng::new(seed ^ (i as u64 + 1));
             let mode = i % 4;
+            // Half the threads acquire with adaptive spinning (per-lock scores).
+            let adaptive = i % 8 >= 4;
             // Mode 3: a releaser thread of our own receives held locks and releases them.
             let releaser = (mode == 3).then(|| {
                 let (tx, rx) = sync_channel::<usize>(1);
@@ -259,7 +264,9 @@ pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Stri
                     1 => loop {
                         let to = Duration::from_micros(rng.below(2000));
                         let t = Instant::now();
-                        match l.acquire(Some(Deadline::after(to))) {
+                        let d = Some(Deadline::after(to));
+                        let r = if adaptive { l.acquire_adaptive(d, &sh.scores[k]) } else { l.acquire(d) };
+                        match r {
                             Acquire::Acquired => break,
                             Acquire::TimedOut => {
                                 if t.elapsed() < to {
@@ -276,7 +283,8 @@ pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Stri
                         }
                     }
                     _ => {
-                        if l.acquire(None) != Acquire::Acquired {
+                        let r = if adaptive { l.acquire_adaptive(None, &sh.scores[k]) } else { l.acquire(None) };
+                        if r != Acquire::Acquired {
                             fail(&sh, "untimed acquire did not acquire".into());
                         }
                     }

@@ -25,6 +25,6 @@ pub mod ident;
 #[cfg(not(loom))]
 pub mod diag;
 
-pub use lock::{Acquire, NotLocked, RawLock};
+pub use lock::{Acquire, NotLocked, RawLock, SpinScore};
 pub use rlock::{CountOverflow, RawRLock, ReleaseError};
 pub use timeout::Deadline;

@@ -24,7 +24,7 @@
 //! Case counts are kept small so the file runs in well under 30 s in debug.
 
 use proptest::prelude::*;
-use rsthread_core::{Acquire, Deadline, NotLocked, RawLock, RawRLock, ReleaseError};
+use rsthread_core::{Acquire, Deadline, NotLocked, RawLock, RawRLock, ReleaseError, SpinScore};
 use std::collections::BTreeSet;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -76,16 +76,20 @@ enum LRes {
 
 type Report<R> = (usize, R);
 
+/// Odd workers acquire with adaptive spinning (a score that always spins),
+/// even ones without: both must follow the same model.
 fn lock_worker(id: usize, lock: Arc<RawLock>, cmds: Receiver<LOp>, out: Sender<Report<LRes>>) {
+    let score = SpinScore::confident();
+    let acquire = |d: Option<Deadline>| if id % 2 == 1 { lock.acquire_adaptive(d, &score) } else { lock.acquire(d) };
     for op in cmds {
         let r = match op {
             LOp::Try => LRes::Try(lock.try_acquire()),
-            LOp::Acquire => LRes::Acquire(lock.acquire(None)),
-            LOp::TimedLong => LRes::Acquire(lock.acquire(Some(Deadline::after(LONG)))),
+            LOp::Acquire => LRes::Acquire(acquire(None)),
+            LOp::TimedLong => LRes::Acquire(acquire(Some(Deadline::after(LONG)))),
             LOp::Timed(ms) => {
                 let d = Duration::from_millis(u64::from(ms));
                 let t0 = Instant::now();
-                let a = lock.acquire(Some(Deadline::after(d)));
+                let a = acquire(Some(Deadline::after(d)));
                 LRes::Timed(a, t0.elapsed(), d)
             }
             LOp::Release => LRes::Release(lock.release()),

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::atomic::AtomicU64;
 
-use rsthread_core::{diag, ident, RawLock, RawRLock};
+use rsthread_core::{diag, ident, RawLock, RawRLock, SpinScore};
 
 use crate::args::{parse_acquire, UNSET_TIMEOUT};
 use crate::wait::acquire_timed;
@@ -15,6 +15,9 @@ use crate::errors;
 #[pyclass(name = "lock", module = "_thread", frozen, weakref)]
 pub struct PyLock {
     pub(crate) raw: RawLock,
+    /// Whether blocking acquires spin before sleeping (lives in what would
+    /// be padding: the object stays the size of stock's).
+    pub(crate) spin: SpinScore,
     /// Diagnostics id (0: never seen by diagnostics), see `crate::diag`.
     pub(crate) diag: AtomicU64,
 }
@@ -49,7 +52,7 @@ impl PyLock {
     }
 
     pub fn new_unlocked() -> PyLock {
-        PyLock { raw: RawLock::new(), diag: AtomicU64::new(0) }
+        PyLock { raw: RawLock::new(), spin: SpinScore::new(), diag: AtomicU64::new(0) }
     }
 
     /// Acquire with a parsed timeout (ns; `UNSET_TIMEOUT` forever; 0 try).
@@ -64,7 +67,7 @@ impl PyLock {
         if timeout == 0 {
             return Ok(false);
         }
-        acquire_timed(py, timeout, |d| self.raw.acquire(d))
+        acquire_timed(py, timeout, |d| self.raw.acquire_adaptive(d, &self.spin))
     }
 }
 
