@@ -169,6 +169,16 @@ fn max_spinners() -> u32 {
     }
     let n = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let m = n.saturating_sub(1);
+    if m > 0 {
+        // A fork while another thread spins would leave its slot taken in
+        // the child, where only the forking (non-spinning) thread survives.
+        extern "C" fn reset_in_child() {
+            SPINNERS.store(0, O::Relaxed);
+        }
+        // SAFETY: registers a handler that only stores to an atomic. A
+        // second registration by a racing first call is harmless.
+        unsafe { libc::pthread_atfork(None, None, Some(reset_in_child)) };
+    }
     MAX.store(m, O::Relaxed);
     m
 }
