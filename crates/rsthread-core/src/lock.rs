@@ -45,11 +45,12 @@
 //! is given a [`SpinScore`] spins (polling, not writing) before it sleeps
 //! only while that lock has recently been won that way: the lock was seen
 //! free for [`SPIN_SETTLE_NS`] (its holder let it go rather than re-taking
-//! it). Seeing it re-taken while free means barging: the score drops to
-//! zero and the waiter sleeps without grabbing it. A lock with score zero
-//! is probed again once every [`SPIN_EXPLORE_EVERY`] contended acquires.
-//! At most (CPUs − 1) threads of the process spin at once, so the thread
-//! holding the GIL always has a CPU; on one CPU nothing spins.
+//! it) within [`SPIN_WORTH_NS`] (longer waits are as cheap asleep). Seeing
+//! it re-taken while free means barging: the score drops to zero and the
+//! waiter sleeps without grabbing it. A lock with score zero is probed
+//! again once every [`SPIN_EXPLORE_EVERY`] contended acquires. At most
+//! (CPUs − 1) threads of the process poll a *held* lock at once, so the
+//! thread holding the GIL always has a CPU; on one CPU nothing spins.
 
 use crate::sync::futex::{self, Wait};
 use crate::sync::{spin_hint, AtomicU32, Ordering};
@@ -105,6 +106,9 @@ const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
 /// wake-ups of a halted vCPU, so that a ping-pong partner that itself had
 /// to be woken is still waited for.
 pub const SPIN_MAX_NS: u64 = 50_000;
+/// A spin that won the lock only after this long earns no confidence: a
+/// sleep and wake-up would have cost about as much, without burning a CPU.
+pub const SPIN_WORTH_NS: u64 = 20_000;
 /// How long the lock must stay free before a spinner takes it: longer than
 /// a Python thread takes to release and re-take a lock in a loop, so a
 /// barging holder is recognised (and not robbed), and about what the
@@ -339,6 +343,9 @@ impl RawLock {
             SPINNERS.fetch_sub(1, O::Relaxed);
         }
         let new = match end_how {
+            // Won, but after longer than a sleep and wake-up would have
+            // taken: not worth spinning for next time.
+            SpinEnd::Won if crate::timeout::monotonic_ns() - t0 > SPIN_WORTH_NS => conf / 2,
             SpinEnd::Won => (conf + 1).min(SPIN_CONF_MAX),
             SpinEnd::Barging => 0,
             SpinEnd::Timeout => conf / 2,
