@@ -510,7 +510,7 @@ pub(crate) fn lock_acquire(py: Python<'_>, l: &PyLock, timeout: i64) -> PyResult
         return Ok(false);
     }
     let site = caller_site(py);
-    blocking_wait(py, me, c, site, timeout, |d| l.raw.acquire(d))
+    blocking_wait(py, me, c, site, timeout, |d| l.raw.acquire_adaptive(d, &l.spin))
 }
 
 /// `lock.release` with diagnostics on.
