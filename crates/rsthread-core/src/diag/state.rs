@@ -127,34 +127,8 @@ impl OrderGraph {
         }
         self.edges.insert((from, to), rec);
         self.adj.entry(from).or_default().push(to);
-        // Shortest path to -> ... -> from (BFS), closing the cycle with the new edge.
-        let mut parent: HashMap<LockClass, LockClass> = HashMap::default();
-        let mut queue = VecDeque::from([to]);
-        let mut seen: HashSet<LockClass> = HashSet::default();
-        seen.insert(to);
-        let mut found = false;
-        while let Some(c) = queue.pop_front() {
-            if c == from {
-                found = true;
-                break;
-            }
-            for &n in self.adj.get(&c).map(Vec::as_slice).unwrap_or(&[]) {
-                if seen.insert(n) {
-                    parent.insert(n, c);
-                    queue.push_back(n);
-                }
-            }
-        }
-        if !found {
-            return None;
-        }
-        let mut path = vec![from];
-        let mut c = from;
-        while c != to {
-            c = parent[&c];
-            path.push(c);
-        }
-        path.reverse(); // to, ..., from
+        // The shortest path to -> ... -> from closes the cycle with the new edge.
+        let path = shortest_path(to, from, |c| self.adj.get(&c).cloned().unwrap_or_default())?;
         let mut key = path.clone();
         let min = key.iter().enumerate().min_by_key(|(_, c)| **c).map_or(0, |(i, _)| i);
         key.rotate_left(min);
@@ -629,33 +603,13 @@ impl State {
                 }
             }
         }
-        // Shortest path lock -> ... -> h over recorded pairs (BFS).
-        let mut parent: HashMap<LockId, LockId> = HashMap::default();
-        let mut queue = VecDeque::from([lock]);
-        let mut found = false;
-        while let Some(x) = queue.pop_front() {
-            if x == h {
-                found = true;
-                break;
-            }
-            let Some(l) = self.locks.get(&x) else { continue };
-            for &y in &l.partners {
-                if y != lock && !parent.contains_key(&y) && self.order.pairs.contains_key(&(x, y)) {
-                    parent.insert(y, x);
-                    queue.push_back(y);
-                }
-            }
-        }
-        if !found {
-            return None;
-        }
-        let mut path = vec![h];
-        let mut x = h;
-        while x != lock {
-            x = parent[&x];
-            path.push(x);
-        }
-        path.reverse(); // lock, ..., h
+        // The shortest path lock -> ... -> h over recorded pairs closes a cycle.
+        let (locks, pairs) = (&self.locks, &self.order.pairs);
+        let path = shortest_path(lock, h, |x| {
+            locks.get(&x).map_or_else(Vec::new, |l| {
+                l.partners.iter().copied().filter(|&y| pairs.contains_key(&(x, y))).collect()
+            })
+        })?;
         let mut key = path.clone();
         key.sort_unstable();
         if !self.order.reported_cycles.insert(key) {
@@ -1050,6 +1004,34 @@ impl State {
         self.timeline.names.clear();
         self.record_name(surviving);
     }
+}
+
+/// The shortest path `from -> ... -> to` in the graph given by `next`
+/// (breadth-first), as the list of its nodes.
+fn shortest_path<K: Copy + Eq + std::hash::Hash>(from: K, to: K, next: impl Fn(K) -> Vec<K>) -> Option<Vec<K>> {
+    let mut parent: HashMap<K, K> = HashMap::default();
+    let mut seen: HashSet<K> = HashSet::default();
+    seen.insert(from);
+    let mut queue = VecDeque::from([from]);
+    while let Some(x) = queue.pop_front() {
+        if x == to {
+            let mut path = vec![to];
+            let mut c = to;
+            while c != from {
+                c = parent[&c];
+                path.push(c);
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for n in next(x) {
+            if seen.insert(n) {
+                parent.insert(n, x);
+                queue.push_back(n);
+            }
+        }
+    }
+    None
 }
 
 fn add_stats(into: &mut cell::CellStats, s: &cell::CellStats) {
