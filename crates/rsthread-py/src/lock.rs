@@ -465,89 +465,87 @@ mod fast {
         }
     }
 
-    unsafe extern "C" fn lock_acquire(
+    /// What the shared entry points below need of `lock` and `RLock`.
+    trait Hot: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
+        /// `__exit__`'s name in its "takes no keyword arguments" error.
+        const EXIT: &'static str;
+        fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool>;
+        fn acquire_checked(&self, py: Python<'_>, a: &Bound<'_, PyTuple>, k: Option<&Bound<'_, PyDict>>) -> PyResult<bool>;
+        fn release_checked(&self) -> PyResult<()>;
+    }
+
+    impl Hot for PyLock {
+        const EXIT: &'static str = "lock.__exit__";
+        fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
+            PyLock::acquire_ns(self, py, timeout)
+        }
+        fn acquire_checked(&self, py: Python<'_>, a: &Bound<'_, PyTuple>, k: Option<&Bound<'_, PyDict>>) -> PyResult<bool> {
+            self.acquire(py, a, k)
+        }
+        fn release_checked(&self) -> PyResult<()> {
+            self.release()
+        }
+    }
+
+    impl Hot for PyRLock {
+        const EXIT: &'static str = "RLock.__exit__";
+        fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
+            PyRLock::acquire_ns(self, py, timeout)
+        }
+        fn acquire_checked(&self, py: Python<'_>, a: &Bound<'_, PyTuple>, k: Option<&Bound<'_, PyDict>>) -> PyResult<bool> {
+            self.acquire(py, a, k)
+        }
+        fn release_checked(&self) -> PyResult<()> {
+            self.release()
+        }
+    }
+
+    /// `acquire` / `acquire_lock` / `__enter__` of `lock` and `RLock`.
+    unsafe extern "C" fn acquire<T: Hot>(
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargsf: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject {
         // SAFETY: CPython calls this with the GIL held and `slf` an instance
-        // of `lock` (the descriptor checks the type).
+        // of `T` (or a subclass: the descriptor checks the type).
         unsafe {
             let py = Python::assume_attached();
-            let l = this::<PyLock>(py, slf);
+            let l = this::<T>(py, slf);
             let r = match fast_timeout(args, nargsf, kwnames) {
                 Some(t) => l.get().acquire_ns(py, t),
-                None => general(py, args, nargsf, kwnames).and_then(|(a, k)| l.get().acquire(py, &a, k.as_ref())),
+                None => general(py, args, nargsf, kwnames).and_then(|(a, k)| l.get().acquire_checked(py, &a, k.as_ref())),
             };
             ret(py, r, |b| py_bool(b))
         }
     }
 
-    unsafe extern "C" fn lock_release(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
-        // SAFETY: as in lock_acquire.
+    /// `release` / `release_lock`.
+    unsafe extern "C" fn release<T: Hot>(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        // SAFETY: as in acquire.
         unsafe {
             let py = Python::assume_attached();
-            ret(py, this::<PyLock>(py, slf).get().release(), |()| py_none())
+            ret(py, this::<T>(py, slf).get().release_checked(), |()| py_none())
         }
     }
 
-    unsafe extern "C" fn lock_exit(
+    /// `__exit__(*args)`: a release; keywords refused like stock's METH_VARARGS.
+    unsafe extern "C" fn exit<T: Hot>(
         slf: *mut ffi::PyObject,
         _args: *const *mut ffi::PyObject,
         _nargsf: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject {
-        // SAFETY: as in lock_acquire.
+        // SAFETY: as in acquire.
         unsafe {
             let py = Python::assume_attached();
-            let r = no_kwnames("lock.__exit__", kwnames).and_then(|()| this::<PyLock>(py, slf).get().release());
-            ret(py, r, |()| py_none())
-        }
-    }
-
-    unsafe extern "C" fn rlock_acquire(
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargsf: ffi::Py_ssize_t,
-        kwnames: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
-        // SAFETY: as in lock_acquire, with `slf` an RLock (or subclass) instance.
-        unsafe {
-            let py = Python::assume_attached();
-            let l = this::<PyRLock>(py, slf);
-            let r = match fast_timeout(args, nargsf, kwnames) {
-                Some(t) => l.get().acquire_ns(py, t),
-                None => general(py, args, nargsf, kwnames).and_then(|(a, k)| l.get().acquire(py, &a, k.as_ref())),
-            };
-            ret(py, r, |b| py_bool(b))
-        }
-    }
-
-    unsafe extern "C" fn rlock_release(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
-        // SAFETY: as in rlock_acquire.
-        unsafe {
-            let py = Python::assume_attached();
-            ret(py, this::<PyRLock>(py, slf).get().release(), |()| py_none())
-        }
-    }
-
-    unsafe extern "C" fn rlock_exit(
-        slf: *mut ffi::PyObject,
-        _args: *const *mut ffi::PyObject,
-        _nargsf: ffi::Py_ssize_t,
-        kwnames: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
-        // SAFETY: as in rlock_acquire.
-        unsafe {
-            let py = Python::assume_attached();
-            let r = no_kwnames("RLock.__exit__", kwnames).and_then(|()| this::<PyRLock>(py, slf).get().release());
+            let r = no_kwnames(T::EXIT, kwnames).and_then(|()| this::<T>(py, slf).get().release_checked());
             ret(py, r, |()| py_none())
         }
     }
 
     unsafe extern "C" fn rlock_is_owned(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
-        // SAFETY: as in rlock_acquire.
+        // SAFETY: as in acquire, with `slf` an RLock (or subclass) instance.
         unsafe {
             let py = Python::assume_attached();
             py_bool(this::<PyRLock>(py, slf).get()._is_owned())
@@ -555,7 +553,7 @@ mod fast {
     }
 
     unsafe extern "C" fn rlock_release_save(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
-        // SAFETY: as in rlock_acquire; `ret` builds the (count, owner) tuple.
+        // SAFETY: as in acquire, with `slf` an RLock (or subclass) instance; `ret` builds the (count, owner) tuple.
         unsafe {
             let py = Python::assume_attached();
             ret(py, this::<PyRLock>(py, slf).get()._release_save(), |(c, o)| {
@@ -575,7 +573,7 @@ mod fast {
         nargsf: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject {
-        // SAFETY: as in rlock_acquire; the fast shape is one exact 2-tuple of
+        // SAFETY: as in acquire, with `slf` an RLock (or subclass) instance; the fast shape is one exact 2-tuple of
         // exact ints, read with the masking conversion of the "k" format.
         unsafe {
             let py = Python::assume_attached();
@@ -639,21 +637,21 @@ mod fast {
         let lock = py.get_type::<PyLock>();
         // The aliases come last: their docstrings are read from the PyO3 methods.
         for (n, d, e) in [
-            (c"acquire_lock", "acquire", Entry::Fast(lock_acquire)),
-            (c"__enter__", "acquire", Entry::Fast(lock_acquire)),
-            (c"release_lock", "release", Entry::NoArgs(lock_release)),
-            (c"__exit__", "release", Entry::Fast(lock_exit)),
-            (c"acquire", "acquire", Entry::Fast(lock_acquire)),
-            (c"release", "release", Entry::NoArgs(lock_release)),
+            (c"acquire_lock", "acquire", Entry::Fast(acquire::<PyLock>)),
+            (c"__enter__", "acquire", Entry::Fast(acquire::<PyLock>)),
+            (c"release_lock", "release", Entry::NoArgs(release::<PyLock>)),
+            (c"__exit__", "release", Entry::Fast(exit::<PyLock>)),
+            (c"acquire", "acquire", Entry::Fast(acquire::<PyLock>)),
+            (c"release", "release", Entry::NoArgs(release::<PyLock>)),
         ] {
             install_one(&lock, n, d, e)?;
         }
         let rlock = py.get_type::<PyRLock>();
         for (n, d, e) in [
-            (c"__enter__", "acquire", Entry::Fast(rlock_acquire)),
-            (c"__exit__", "release", Entry::Fast(rlock_exit)),
-            (c"acquire", "acquire", Entry::Fast(rlock_acquire)),
-            (c"release", "release", Entry::NoArgs(rlock_release)),
+            (c"__enter__", "acquire", Entry::Fast(acquire::<PyRLock>)),
+            (c"__exit__", "release", Entry::Fast(exit::<PyRLock>)),
+            (c"acquire", "acquire", Entry::Fast(acquire::<PyRLock>)),
+            (c"release", "release", Entry::NoArgs(release::<PyRLock>)),
             (c"_is_owned", "_is_owned", Entry::NoArgs(rlock_is_owned)),
             (c"_release_save", "_release_save", Entry::NoArgs(rlock_release_save)),
             (c"_acquire_restore", "_acquire_restore", Entry::Fast(rlock_acquire_restore)),
