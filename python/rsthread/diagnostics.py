@@ -120,6 +120,12 @@ def _name_of(ident: int, fallback: str | None = None) -> str:
     return fallback or f"Thread {ident:#x}"
 
 
+def _exited_name(t: dict) -> str:
+    """The recorded name of a thread that has exited (its ident may already
+    belong to another thread, so live threads are not consulted)."""
+    return t.get("name") or f"Thread {t['ident']:#x}"
+
+
 def _short(site: str) -> str:
     """A site with the current directory stripped from its file name."""
     try:
@@ -285,7 +291,7 @@ def _report_leaks(leaks: list) -> None:
     lines = []
     for lk in leaks:
         t = lk["thread"]
-        name = t.get("name") or f"Thread {t['ident']:#x}"
+        name = _exited_name(t)
         lines.append(f"rsthread: thread {name!r} (ident {t['ident']:#x}) exited while holding "
                      f"{_lock_label(lk['lock'])} (acquired at {_short(lk['acquire_site'])}, depth {lk['depth']}); "
                      "nobody can release it now")
@@ -946,7 +952,7 @@ def _format_exit_leaks(leaks: list) -> str:
     lines = []
     for lk in leaks:
         t = lk["thread"]
-        name = t.get("name") or f"Thread {t['ident']:#x}"
+        name = _exited_name(t)
         lines.append(f"rsthread: lock leaked: {_lock_label(lk['lock'])} is still held at exit; thread {name!r} "
                      f"(ident {t['ident']:#x}) acquired it at {_short(lk['acquire_site'])} and exited without "
                      "releasing it, and no other thread released it since")

@@ -549,17 +549,21 @@ impl ThreadDiag {
         self.held.iter().filter(|h| !std::ptr::eq(h.cell, except)).map(|h| h.id).collect()
     }
 
+    /// The edge "`h` held, then `cell` acquired", if `h` is still held by
+    /// this thread and is not `cell`.
+    fn edge_key(&self, h: &Held, cell: &LockCell) -> Option<Seen> {
+        if !h.live(self.me) || std::ptr::eq(h.cell, cell) {
+            return None;
+        }
+        let (from, to) = (h.cell.class(), cell.class());
+        Some(if from == to { Seen::Objects(h.id, cell.id()) } else { Seen::Classes(from, to) })
+    }
+
     /// Whether acquiring `cell` adds no lock-order edge not known to be
     /// recorded already.
     fn edges_known(&self, cell: &LockCell) -> bool {
-        let (me, to) = (self.me, cell.class());
         self.held.iter().all(|h| {
-            if !h.live(me) || std::ptr::eq(h.cell, cell) || !h.cell.orders() {
-                return true;
-            }
-            let from = h.cell.class();
-            let key = if from == to { Seen::Objects(h.id, cell.id()) } else { Seen::Classes(from, to) };
-            self.seen.contains(&key)
+            !h.cell.orders() || self.edge_key(h, cell).is_none_or(|k| self.seen.contains(&k))
         })
     }
 
@@ -567,20 +571,7 @@ impl ThreadDiag {
         if self.seen.len() > MAX_SEEN {
             self.seen.clear();
         }
-        let (me, to) = (self.me, cell.class());
-        let keys: Vec<Seen> = self
-            .held
-            .iter()
-            .filter(|h| h.live(me) && !std::ptr::eq(h.cell, cell))
-            .map(|h| {
-                let from = h.cell.class();
-                if from == to {
-                    Seen::Objects(h.id, cell.id())
-                } else {
-                    Seen::Classes(from, to)
-                }
-            })
-            .collect();
+        let keys: Vec<Seen> = self.held.iter().filter_map(|h| self.edge_key(h, cell)).collect();
         self.seen.extend(keys);
     }
 

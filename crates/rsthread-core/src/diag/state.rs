@@ -505,11 +505,15 @@ impl State {
         self.set_orphaned(lock, None);
 
         let inversion = if cx.on(LOCK_ORDER) && blocking {
+            let looked_up;
             let held = match held {
-                Some(h) => h.to_vec(),
-                None => self.held_ids(t),
+                Some(h) => h,
+                None => {
+                    looked_up = self.held_ids(t);
+                    &looked_up
+                }
             };
-            self.order_edges(cx, t, lock, site, &held)
+            self.order_edges(cx, t, lock, site, held)
         } else {
             None
         };
