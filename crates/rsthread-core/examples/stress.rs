@@ -176,7 +176,11 @@ fn watch(progress: &[AtomicU64], quota: u64, deadline: Duration, what: &str) -> 
                 .filter(|(_, p)| p.load(Ordering::Relaxed) < quota)
                 .map(|(i, p)| format!("t{i}:{}/{quota}", p.load(Ordering::Relaxed)))
                 .collect();
-            return Err(format!("{what}: {} thread(s) did not finish within {deadline:?}: {}", behind.len(), behind.join(" ")));
+            return Err(format!(
+                "{what}: {} thread(s) did not finish within {deadline:?}: {}",
+                behind.len(),
+                behind.join(" ")
+            ));
         }
         thread::sleep(Duration::from_millis(5));
     }
@@ -248,7 +252,10 @@ pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Stri
                         sh.counters[k].bump();
                         leave(&sh, k);
                         if sh.locks[k].release().is_err() {
-                            fail(&sh, format!("hand-off release of lock {k} failed: not locked"));
+                            fail(
+                                &sh,
+                                format!("hand-off release of lock {k} failed: not locked"),
+                            );
                         }
                         sh.handoffs.fetch_add(1, Ordering::Relaxed);
                     }
@@ -265,12 +272,22 @@ pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Stri
                         let to = Duration::from_micros(rng.below(2000));
                         let t = Instant::now();
                         let d = Some(Deadline::after(to));
-                        let r = if adaptive { l.acquire_adaptive(d, &sh.scores[k]) } else { l.acquire(d) };
+                        let r = if adaptive {
+                            l.acquire_adaptive(d, &sh.scores[k])
+                        } else {
+                            l.acquire(d)
+                        };
                         match r {
                             Acquire::Acquired => break,
                             Acquire::TimedOut => {
                                 if t.elapsed() < to {
-                                    fail(&sh, format!("timed acquire returned after {:?} < {to:?}", t.elapsed()));
+                                    fail(
+                                        &sh,
+                                        format!(
+                                            "timed acquire returned after {:?} < {to:?}",
+                                            t.elapsed()
+                                        ),
+                                    );
                                 }
                                 sh.timeouts.fetch_add(1, Ordering::Relaxed);
                             }
@@ -283,7 +300,11 @@ pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Stri
                         }
                     }
                     _ => {
-                        let r = if adaptive { l.acquire_adaptive(None, &sh.scores[k]) } else { l.acquire(None) };
+                        let r = if adaptive {
+                            l.acquire_adaptive(None, &sh.scores[k])
+                        } else {
+                            l.acquire(None)
+                        };
                         if r != Acquire::Acquired {
                             fail(&sh, "untimed acquire did not acquire".into());
                         }
@@ -308,7 +329,12 @@ pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Stri
             }
         }));
     }
-    let watched = watch(&sh.progress, cfg.ops, cfg.watchdog, &format!("lock round ({nlocks} locks)"));
+    let watched = watch(
+        &sh.progress,
+        cfg.ops,
+        cfg.watchdog,
+        &format!("lock round ({nlocks} locks)"),
+    );
     watched?;
     for h in handles {
         h.join().map_err(|_| "a worker panicked".to_string())?;
@@ -322,10 +348,14 @@ pub fn lock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Stri
         return Err("a check failed (see above)".into());
     }
     if handoffs != expected_handoffs {
-        return Err(format!("hand-offs: {handoffs}, expected {expected_handoffs}"));
+        return Err(format!(
+            "hand-offs: {handoffs}, expected {expected_handoffs}"
+        ));
     }
     if total != expect {
-        return Err(format!("lock counters sum to {total}, expected {expect} (lost update)"));
+        return Err(format!(
+            "lock counters sum to {total}, expected {expect} (lost update)"
+        ));
     }
     if let Some(k) = sh.locks.iter().position(RawLock::is_locked) {
         return Err(format!("lock {k} still locked at the end"));
@@ -482,7 +512,12 @@ pub fn rlock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Str
             sh.expected.fetch_add(bumped, Ordering::Relaxed);
         }));
     }
-    watch(&sh.progress, cfg.ops, cfg.watchdog, &format!("rlock round ({nlocks} rlocks)"))?;
+    watch(
+        &sh.progress,
+        cfg.ops,
+        cfg.watchdog,
+        &format!("rlock round ({nlocks} rlocks)"),
+    )?;
     for h in handles {
         h.join().map_err(|_| "a worker panicked".to_string())?;
     }
@@ -495,7 +530,9 @@ pub fn rlock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Str
     let expect = sh.expected.load(Ordering::Relaxed);
     let total: u64 = sh.counters.iter().map(Counter::get).sum();
     if total != expect {
-        return Err(format!("rlock counters sum to {total}, expected {expect} (lost update)"));
+        return Err(format!(
+            "rlock counters sum to {total}, expected {expect} (lost update)"
+        ));
     }
     if let Some(k) = sh.locks.iter().position(RawRLock::is_locked) {
         return Err(format!("rlock {k} still locked at the end"));
@@ -511,7 +548,13 @@ pub fn rlock_round(cfg: &Config, nlocks: usize, seed: u64) -> Result<Report, Str
 }
 
 fn parse_args() -> (Config, Option<Duration>) {
-    let mut cfg = Config { threads: 8, ops: 2000, locks: vec![1, 4, 16], watchdog: Duration::from_secs(120), verbose: true };
+    let mut cfg = Config {
+        threads: 8,
+        ops: 2000,
+        locks: vec![1, 4, 16],
+        watchdog: Duration::from_secs(120),
+        verbose: true,
+    };
     let mut seconds = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -537,7 +580,10 @@ fn main() {
     let mut seed = 1u64;
     loop {
         for &n in &cfg.locks {
-            for (kind, r) in [("lock", lock_round(&cfg, n, seed)), ("rlock", rlock_round(&cfg, n, seed))] {
+            for (kind, r) in [
+                ("lock", lock_round(&cfg, n, seed)),
+                ("rlock", rlock_round(&cfg, n, seed)),
+            ] {
                 match r {
                     Ok(rep) => {
                         ops += rep.ops;
@@ -561,5 +607,9 @@ fn main() {
             break;
         }
     }
-    println!("stress: ok: {rounds} round(s), {ops} critical sections, {} threads, {:?}", cfg.threads, t0.elapsed());
+    println!(
+        "stress: ok: {rounds} round(s), {ops} critical sections, {} threads, {:?}",
+        cfg.threads,
+        t0.elapsed()
+    );
 }

@@ -14,16 +14,16 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub mod sync;
-pub mod timeout;
-pub mod lock;
-pub mod rlock;
-#[cfg(not(loom))]
-pub mod thread;
-#[cfg(not(loom))]
-pub mod ident;
 #[cfg(not(loom))]
 pub mod diag;
+#[cfg(not(loom))]
+pub mod ident;
+pub mod lock;
+pub mod rlock;
+pub mod sync;
+#[cfg(not(loom))]
+pub mod thread;
+pub mod timeout;
 
 pub use lock::{Acquire, NotLocked, RawLock, SpinScore};
 pub use rlock::{CountOverflow, RawRLock, ReleaseError};

@@ -95,7 +95,9 @@ fn handoff_allowed() -> bool {
         // Relaxed: a rate limiter; a lost race only allows or skips one hand-off.
         let last = LAST_HANDOFF_NS.load(O::Relaxed);
         now.saturating_sub(last) >= HANDOFF_INTERVAL_NS
-            && LAST_HANDOFF_NS.compare_exchange(last, now, O::Relaxed, O::Relaxed).is_ok()
+            && LAST_HANDOFF_NS
+                .compare_exchange(last, now, O::Relaxed, O::Relaxed)
+                .is_ok()
     }
 }
 
@@ -235,12 +237,16 @@ impl RawLock {
     /// A new, unlocked lock.
     #[cfg(not(loom))]
     pub const fn new() -> RawLock {
-        RawLock { state: AtomicU32::new(0) }
+        RawLock {
+            state: AtomicU32::new(0),
+        }
     }
     /// A new, unlocked lock.
     #[cfg(loom)]
     pub fn new() -> RawLock {
-        RawLock { state: AtomicU32::new(0) }
+        RawLock {
+            state: AtomicU32::new(0),
+        }
     }
 
     /// Take the lock if it is free; never blocks.
@@ -248,7 +254,9 @@ impl RawLock {
     pub fn try_acquire(&self) -> bool {
         // Acquire on success: everything written before the matching release is visible.
         // Relaxed on failure: we learn nothing and publish nothing.
-        self.state.compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        self.state
+            .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
             || self.try_acquire_slow()
     }
 
@@ -259,7 +267,12 @@ impl RawLock {
         let mut s = self.state.load(Ordering::Relaxed);
         while s & LOCKED == 0 {
             // Acquire: as in try_acquire.
-            match self.state.compare_exchange_weak(s, s | LOCKED, Ordering::Acquire, Ordering::Relaxed) {
+            match self.state.compare_exchange_weak(
+                s,
+                s | LOCKED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return true,
                 Err(x) => s = x,
             }
@@ -313,7 +326,9 @@ impl RawLock {
             return 0;
         }
         let t0 = crate::timeout::monotonic_ns();
-        let end = deadline.map_or(u64::MAX, Deadline::as_nanos).min(t0 + SPIN_MAX_NS);
+        let end = deadline
+            .map_or(u64::MAX, Deadline::as_nanos)
+            .min(t0 + SPIN_MAX_NS);
         let mut free_since = 0u64;
         let end_how = 'spin: loop {
             for _ in 0..16 {
@@ -351,7 +366,11 @@ impl RawLock {
             SpinEnd::Timeout => conf / 2,
         };
         score.0.store(new, O::Relaxed);
-        if end_how == SpinEnd::Barging { SPIN_POLITE_POLLS } else { 0 }
+        if end_how == SpinEnd::Barging {
+            SPIN_POLITE_POLLS
+        } else {
+            0
+        }
     }
 
     #[cold]
@@ -394,7 +413,11 @@ impl RawLock {
                 // Free: take it. Keep PARKED if we ever slept: others may still sleep.
                 let new = s | LOCKED | if since.is_some() { PARKED } else { 0 };
                 // Acquire: taking the lock must see the previous holder's writes.
-                if self.state.compare_exchange(s, new, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                if self
+                    .state
+                    .compare_exchange(s, new, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
                     break Acquire::Acquired;
                 }
                 continue;
@@ -403,7 +426,11 @@ impl RawLock {
                 if starving {
                     // Claim the hand-off: the lock stays LOCKED and is now ours.
                     // Acquire: pairs with the Release that set HANDOFF.
-                    if self.state.compare_exchange(s, s & !HANDOFF, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    if self
+                        .state
+                        .compare_exchange(s, s & !HANDOFF, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
                         break Acquire::Acquired;
                     }
                     continue;
@@ -425,12 +452,20 @@ impl RawLock {
             }
             if s & PARKED == 0 {
                 // Relaxed: announcing a sleeper publishes no data.
-                if self.state.compare_exchange(s, s | PARKED, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                if self
+                    .state
+                    .compare_exchange(s, s | PARKED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+                {
                     continue;
                 }
             }
             if since.is_none() {
-                since = Some(if cfg!(loom) { 0 } else { crate::timeout::monotonic_ns() });
+                since = Some(if cfg!(loom) {
+                    0
+                } else {
+                    crate::timeout::monotonic_ns()
+                });
             }
             match futex::wait(&self.state, s | PARKED, deadline) {
                 Wait::Woken => wakeups = wakeups.saturating_add(1),
@@ -468,7 +503,10 @@ impl RawLock {
         // Relaxed load; the claiming CAS is Acquire.
         let mut s = self.state.load(Ordering::Relaxed);
         while s & HANDOFF != 0 {
-            match self.state.compare_exchange(s, s & !HANDOFF, Ordering::Acquire, Ordering::Relaxed) {
+            match self
+                .state
+                .compare_exchange(s, s & !HANDOFF, Ordering::Acquire, Ordering::Relaxed)
+            {
                 Ok(_) => return true,
                 Err(x) => s = x,
             }
@@ -480,7 +518,11 @@ impl RawLock {
     #[inline]
     pub fn release(&self) -> Result<(), NotLocked> {
         // Release: publishes the critical section to the next acquirer.
-        if self.state.compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed).is_ok() {
+        if self
+            .state
+            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
             return Ok(());
         }
         self.release_slow()
@@ -505,7 +547,10 @@ impl RawLock {
                 (s & !(LOCKED | PARKED), s & PARKED != 0)
             };
             // Release: publishes the critical section to the next holder.
-            match self.state.compare_exchange(s, new, Ordering::Release, Ordering::Relaxed) {
+            match self
+                .state
+                .compare_exchange(s, new, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => {
                     if wake {
                         futex::wake_one(&self.state);
@@ -565,8 +610,14 @@ mod tests {
     #[test]
     fn zero_timeout_is_a_try() {
         let l = RawLock::new();
-        assert_eq!(l.acquire(Some(Deadline::after(Duration::ZERO))), Acquire::Acquired);
-        assert_eq!(l.acquire(Some(Deadline::after(Duration::ZERO))), Acquire::TimedOut);
+        assert_eq!(
+            l.acquire(Some(Deadline::after(Duration::ZERO))),
+            Acquire::Acquired
+        );
+        assert_eq!(
+            l.acquire(Some(Deadline::after(Duration::ZERO))),
+            Acquire::TimedOut
+        );
     }
 
     #[test]
@@ -577,7 +628,9 @@ mod tests {
         let waiter = std::thread::spawn(move || l2.acquire(None));
         std::thread::sleep(Duration::from_millis(20));
         let l3 = l.clone();
-        std::thread::spawn(move || l3.release().unwrap()).join().unwrap();
+        std::thread::spawn(move || l3.release().unwrap())
+            .join()
+            .unwrap();
         assert_eq!(waiter.join().unwrap(), Acquire::Acquired);
         assert!(l.is_locked());
         l.release().unwrap();
@@ -648,10 +701,15 @@ mod tests {
         let score = SpinScore::new();
         assert!(l.try_acquire());
         // Full confidence: these acquires spin (when there is a spare CPU).
-        score.0.store(SPIN_CONF_MAX, std::sync::atomic::Ordering::Relaxed);
+        score
+            .0
+            .store(SPIN_CONF_MAX, std::sync::atomic::Ordering::Relaxed);
         for d in [5_000u64, 20_000, 200_000] {
             let t0 = Instant::now();
-            assert_eq!(l.acquire_adaptive(Some(Deadline::after_ns(d)), &score), Acquire::TimedOut);
+            assert_eq!(
+                l.acquire_adaptive(Some(Deadline::after_ns(d)), &score),
+                Acquire::TimedOut
+            );
             assert!(t0.elapsed() >= Duration::from_nanos(d));
         }
         // Each spin that ran timed out and halved the confidence (a spin is
@@ -679,10 +737,13 @@ mod tests {
             }
             l2.0.release().unwrap();
         });
-        l.1 .0.store(SPIN_CONF_MAX, std::sync::atomic::Ordering::Relaxed);
+        l.1 .0
+            .store(SPIN_CONF_MAX, std::sync::atomic::Ordering::Relaxed);
         let waiter = {
             let l = l.clone();
-            std::thread::spawn(move || l.0.acquire_adaptive(Some(Deadline::after(Duration::from_millis(50))), &l.1))
+            std::thread::spawn(move || {
+                l.0.acquire_adaptive(Some(Deadline::after(Duration::from_millis(50))), &l.1)
+            })
         };
         let r = waiter.join().unwrap();
         if r == Acquire::Acquired {
@@ -715,7 +776,10 @@ mod tests {
         let (l2, tid2, done2) = (l.clone(), tid.clone(), done.clone());
         let h = std::thread::spawn(move || {
             // SAFETY: pthread_self has no preconditions.
-            tid2.store(unsafe { libc::pthread_self() } as u64, std::sync::atomic::Ordering::SeqCst);
+            tid2.store(
+                unsafe { libc::pthread_self() } as u64,
+                std::sync::atomic::Ordering::SeqCst,
+            );
             let r = l2.acquire(None);
             done2.store(true, std::sync::atomic::Ordering::SeqCst);
             r

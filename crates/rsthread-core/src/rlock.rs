@@ -36,7 +36,11 @@ pub struct RawRLock {
 impl RawRLock {
     /// A new, unowned RLock.
     pub fn new() -> RawRLock {
-        RawRLock { lock: RawLock::new(), owner: AtomicU64::new(0), count: AtomicU32::new(0) }
+        RawRLock {
+            lock: RawLock::new(),
+            owner: AtomicU64::new(0),
+            count: AtomicU32::new(0),
+        }
     }
 
     /// If `me` already owns it, count one more level and return `Some`.
@@ -137,7 +141,11 @@ impl RawRLock {
 
     /// Owner ident, 0 when unowned (a snapshot).
     pub fn owner(&self) -> u64 {
-        if self.count.load(Ordering::Relaxed) == 0 { 0 } else { self.owner.load(Ordering::Relaxed) }
+        if self.count.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            self.owner.load(Ordering::Relaxed)
+        }
     }
 
     /// Recursion count (a snapshot).

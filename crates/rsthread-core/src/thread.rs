@@ -87,14 +87,19 @@ pub unsafe fn spawn_raw(start: RawStart, arg: *mut std::ffi::c_void) -> std::io:
             return Err(std::io::Error::from_raw_os_error(rc));
         }
         let size = stack_size();
-        let mut rc = if size != 0 { libc::pthread_attr_setstacksize(&mut attr, size) } else { 0 };
+        let mut rc = if size != 0 {
+            libc::pthread_attr_setstacksize(&mut attr, size)
+        } else {
+            0
+        };
         if rc == 0 {
             rc = libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
         }
         let mut tid: libc::pthread_t = 0;
         if rc == 0 {
             // The C-unwind fn pointer has the ABI pthread_create expects.
-            let f: extern "C" fn(*mut std::ffi::c_void) -> *mut std::ffi::c_void = std::mem::transmute(start);
+            let f: extern "C" fn(*mut std::ffi::c_void) -> *mut std::ffi::c_void =
+                std::mem::transmute(start);
             rc = libc::pthread_create(&mut tid, &attr, f, arg);
         }
         libc::pthread_attr_destroy(&mut attr);
@@ -112,7 +117,10 @@ mod tests {
     #[test]
     fn stack_size_rules() {
         assert_eq!(set_stack_size(100), Err(StackSizeError::Invalid(100)));
-        assert_eq!(set_stack_size(STACK_MIN - 1), Err(StackSizeError::Invalid(STACK_MIN - 1)));
+        assert_eq!(
+            set_stack_size(STACK_MIN - 1),
+            Err(StackSizeError::Invalid(STACK_MIN - 1))
+        );
         let prev = set_stack_size(1 << 20).unwrap();
         assert_eq!(stack_size(), 1 << 20);
         let (tx, rx) = std::sync::mpsc::channel();

@@ -54,11 +54,18 @@ impl Deadline {
     }
     /// The earlier of two deadlines.
     pub fn min(self, other: Deadline) -> Deadline {
-        if self.0 <= other.0 { self } else { other }
+        if self.0 <= other.0 {
+            self
+        } else {
+            other
+        }
     }
     /// As an absolute `timespec` for `FUTEX_WAIT_BITSET`.
     pub fn as_timespec(self) -> Timespec {
         // i64 seconds cannot overflow: u64::MAX ns is about 584 years.
-        Timespec { tv_sec: (self.0 / 1_000_000_000) as i64, tv_nsec: (self.0 % 1_000_000_000) as _ }
+        Timespec {
+            tv_sec: (self.0 / 1_000_000_000) as i64,
+            tv_nsec: (self.0 % 1_000_000_000) as _,
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! threads and real locks driven with the protocol the binding uses, the
 //! Chrome trace export, and the process-wide instance (including fork).
 
-use rsthread_core::diag::{self, Deadlock, DeadlockRule, Diagnostics, LockId, LockKind, SiteId, ThreadId};
+use rsthread_core::diag::{
+    self, Deadlock, DeadlockRule, Diagnostics, LockId, LockKind, SiteId, ThreadId,
+};
 use rsthread_core::{ident, Acquire, Deadline, RawLock, RawRLock};
 use serde_json::Value;
 use std::cell::Cell;
@@ -31,7 +33,12 @@ impl Lk {
     }
 
     /// Blocking acquire in Raise mode: `Err` when this wait closed a deadlock.
-    fn acquire(&self, d: &Diagnostics, site: SiteId, timeout: Option<Duration>) -> Result<bool, Deadlock> {
+    fn acquire(
+        &self,
+        d: &Diagnostics,
+        site: SiteId,
+        timeout: Option<Duration>,
+    ) -> Result<bool, Deadlock> {
         let me = ident::current();
         let fast = match &self.raw {
             Raw::Lock(l) => l.try_acquire(),
@@ -54,7 +61,13 @@ impl Lk {
         let ok = r == Acquire::Acquired;
         d.wait_end(me, self.id, ok);
         if ok {
-            d.acquired(me, self.id, site, true, t0.elapsed().as_nanos().max(1) as u64);
+            d.acquired(
+                me,
+                self.id,
+                site,
+                true,
+                t0.elapsed().as_nanos().max(1) as u64,
+            );
         }
         Ok(ok)
     }
@@ -120,10 +133,17 @@ fn real_two_thread_deadlock_raises_in_one_thread() {
     };
     assert_eq!(dl.rule, DeadlockRule::Definite);
     assert_eq!(dl.threads.len(), 2);
-    let mut names: Vec<String> = dl.threads.iter().map(|c| c.thread.name.clone().unwrap()).collect();
+    let mut names: Vec<String> = dl
+        .threads
+        .iter()
+        .map(|c| c.thread.name.clone().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["worker-1", "worker-2"]);
-    assert!(dl.threads.iter().all(|c| c.held.len() == 1 && c.thread.native != 0));
+    assert!(dl
+        .threads
+        .iter()
+        .all(|c| c.held.len() == 1 && c.thread.native != 0));
     assert_eq!(dl.threads[0].thread.ident, dl.detected_by);
 
     // The timeline of it, as Perfetto would read it.
@@ -137,17 +157,40 @@ fn real_two_thread_deadlock_raises_in_one_thread() {
         .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
         .map(|e| e["args"]["name"].as_str().unwrap())
         .collect();
-    assert!(thread_names.contains(&"worker-1") && thread_names.contains(&"worker-2"), "{thread_names:?}");
-    let waits = evs.iter().filter(|e| e["ph"] == "X" && e["name"].as_str().unwrap().starts_with("wait RLock real.py:"));
+    assert!(
+        thread_names.contains(&"worker-1") && thread_names.contains(&"worker-2"),
+        "{thread_names:?}"
+    );
+    let waits = evs.iter().filter(|e| {
+        e["ph"] == "X"
+            && e["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("wait RLock real.py:")
+    });
     assert!(waits.count() >= 2);
     let holds: Vec<&Value> = evs
         .iter()
-        .filter(|e| e["ph"] == "X" && e["name"].as_str().unwrap().starts_with("hold RLock real.py:"))
+        .filter(|e| {
+            e["ph"] == "X"
+                && e["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("hold RLock real.py:")
+        })
         .collect();
     assert!(holds.len() >= 3, "{holds:?}");
-    assert!(holds.iter().all(|h| h["ts"].is_f64() && h["dur"].as_f64().unwrap() >= 0.0 && h["args"]["open"] == false));
-    let marker = evs.iter().find(|e| e["ph"] == "i" && e["name"] == "deadlock").expect("deadlock marker");
-    assert!(marker["args"]["report"].as_str().unwrap().contains("worker-"));
+    assert!(holds.iter().all(|h| h["ts"].is_f64()
+        && h["dur"].as_f64().unwrap() >= 0.0
+        && h["args"]["open"] == false));
+    let marker = evs
+        .iter()
+        .find(|e| e["ph"] == "i" && e["name"] == "deadlock")
+        .expect("deadlock marker");
+    assert!(marker["args"]["report"]
+        .as_str()
+        .unwrap()
+        .contains("worker-"));
     // Profile: the lock the survivor waited for was contended.
     let st = d.stats();
     assert_eq!(st.iter().map(|s| s.acquisitions).sum::<u64>(), 3);
@@ -175,15 +218,19 @@ fn real_event_handoff_is_silent() {
         })
     };
     started.wait();
-    assert_eq!(l.acquire(&d, site, None), Ok(true), "self-wait on a signal lock while the worker runs");
+    assert_eq!(
+        l.acquire(&d, site, None),
+        Ok(true),
+        "self-wait on a signal lock while the worker runs"
+    );
     assert!(h.join().unwrap().is_empty());
     l.release(&d);
     d.thread_exited(me);
     assert!(d.leaked_at_exit().is_empty());
     let v = parse(&d);
-    assert!(!events(&v)
-        .iter()
-        .any(|e| e["ph"] == "i" && (e["name"] == "deadlock" || e["name"] == "lock-order inversion")));
+    assert!(!events(&v).iter().any(
+        |e| e["ph"] == "i" && (e["name"] == "deadlock" || e["name"] == "lock-order inversion")
+    ));
 }
 
 thread_local! {
@@ -204,7 +251,11 @@ fn chrome_trace_shapes() {
     d.thread_started(2, 102, None);
     d.thread_named(2, "Renamed-2");
     d.lock_created(10, LockKind::Lock, diag::intern_site("tr.py:1 in <module>"));
-    d.lock_created(20, LockKind::RLock, diag::intern_site("tr.py:2 in <module>"));
+    d.lock_created(
+        20,
+        LockKind::RLock,
+        diag::intern_site("tr.py:2 in <module>"),
+    );
     let s = diag::intern_site("tr.py:5 in f");
     d.acquired(1, 10, s, true, 0); // [0, 3000) on 101, released by 2
     advance(1000);
@@ -227,29 +278,61 @@ fn chrome_trace_shapes() {
     };
     assert_eq!(name_of(101).as_deref(), Some("Main \"quoted\" \u{e9}"));
     assert_eq!(name_of(102).as_deref(), Some("Renamed-2"));
-    assert!(evs.iter().any(|e| e["ph"] == "M" && e["name"] == "process_name"));
+    assert!(evs
+        .iter()
+        .any(|e| e["ph"] == "M" && e["name"] == "process_name"));
     let x = |name: &str, tid: u64| -> Vec<(f64, f64, bool)> {
         evs.iter()
             .filter(|e| e["ph"] == "X" && e["name"] == name && e["tid"] == tid)
-            .map(|e| (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap(), e["args"]["open"].as_bool().unwrap()))
+            .map(|e| {
+                (
+                    e["ts"].as_f64().unwrap(),
+                    e["dur"].as_f64().unwrap(),
+                    e["args"]["open"].as_bool().unwrap(),
+                )
+            })
             .collect()
     };
-    assert_eq!(x("hold Lock tr.py:1 in <module>", 101), [(5000.0, 3.0, false)]);
-    // Overlaps the first hold without nesting in it: an extra track of the thread.
-    let rl = evs.iter().find(|e| e["ph"] == "X" && e["name"] == "hold RLock tr.py:2 in <module>").unwrap();
     assert_eq!(
-        (rl["ts"].as_f64(), rl["dur"].as_f64(), rl["args"]["open"].as_bool()),
+        x("hold Lock tr.py:1 in <module>", 101),
+        [(5000.0, 3.0, false)]
+    );
+    // Overlaps the first hold without nesting in it: an extra track of the thread.
+    let rl = evs
+        .iter()
+        .find(|e| e["ph"] == "X" && e["name"] == "hold RLock tr.py:2 in <module>")
+        .unwrap();
+    assert_eq!(
+        (
+            rl["ts"].as_f64(),
+            rl["dur"].as_f64(),
+            rl["args"]["open"].as_bool()
+        ),
         (Some(5001.0), Some(3.5), Some(true))
     );
     let lane = rl["tid"].as_u64().unwrap();
     assert_ne!(lane, 101);
-    assert_eq!(name_of(lane).as_deref(), Some("Main \"quoted\" \u{e9} (overlapping holds 1)"));
-    assert_eq!(x("wait Lock tr.py:1 in <module>", 102), [(5001.0, 2.0, false)]);
-    assert_eq!(x("hold Lock tr.py:1 in <module>", 102), [(5003.0, 1.0, false)]);
-    let hold = evs.iter().find(|e| e["ph"] == "X" && e["tid"] == 101 && e["args"]["open"] == false).unwrap();
+    assert_eq!(
+        name_of(lane).as_deref(),
+        Some("Main \"quoted\" \u{e9} (overlapping holds 1)")
+    );
+    assert_eq!(
+        x("wait Lock tr.py:1 in <module>", 102),
+        [(5001.0, 2.0, false)]
+    );
+    assert_eq!(
+        x("hold Lock tr.py:1 in <module>", 102),
+        [(5003.0, 1.0, false)]
+    );
+    let hold = evs
+        .iter()
+        .find(|e| e["ph"] == "X" && e["tid"] == 101 && e["args"]["open"] == false)
+        .unwrap();
     assert_eq!(hold["args"]["released_by_tid"], 102);
     assert_eq!(hold["args"]["acquired_at"], "tr.py:5 in f");
-    assert!(evs.iter().any(|e| e["ph"] == "i" && e["name"] == "thread exit" && e["tid"] == 102));
+    assert!(evs
+        .iter()
+        .any(|e| e["ph"] == "i" && e["name"] == "thread exit" && e["tid"] == 102));
     // Everything is an object with the required keys.
     for e in evs {
         for k in ["name", "ph", "pid", "tid"] {
@@ -265,7 +348,11 @@ fn chrome_trace_after_wrap_still_valid() {
     d.set_timeline_capacity(5);
     d.thread_started(1, 1, Some("t".into()));
     for i in 0..7 {
-        d.lock_created(i, LockKind::Lock, diag::intern_site("wrap.py:1 in <module>"));
+        d.lock_created(
+            i,
+            LockKind::Lock,
+            diag::intern_site("wrap.py:1 in <module>"),
+        );
         d.acquired(1, i, diag::UNKNOWN_SITE, true, 0);
         advance(10);
         d.released(1, i);
@@ -336,7 +423,10 @@ fn global_instance_and_fork() {
     let mut status = 0;
     // SAFETY: waiting for the child we just forked.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child status {status}"
+    );
     assert_eq!(diag::snapshot().threads.len(), 2, "the parent is untouched");
 
     diag::wait_end(me, 2, false);

@@ -19,12 +19,18 @@ struct Lk {
 impl Lk {
     fn new(id: u64, site: &str) -> Arc<Lk> {
         let cell = diag::lock_created(id, LockKind::Lock, diag::intern_site(site));
-        Arc::new(Lk { raw: RawLock::new(), cell })
+        Arc::new(Lk {
+            raw: RawLock::new(),
+            cell,
+        })
     }
     fn try_take(&self) -> bool {
         let me = ident::current();
         if self.raw.try_acquire() {
-            assert!(cell::acquired(self.cell, me, diag::intern_site("fast.rs:acquire"), true, 0).is_none());
+            assert!(
+                cell::acquired(self.cell, me, diag::intern_site("fast.rs:acquire"), true, 0)
+                    .is_none()
+            );
             true
         } else {
             false
@@ -38,7 +44,11 @@ impl Lk {
 
 fn held_by(t: ThreadId) -> Vec<u64> {
     let snap = diag::snapshot();
-    snap.threads.iter().find(|s| s.thread.ident == t).map(|s| s.held.iter().map(|h| h.lock.id).collect()).unwrap_or_default()
+    snap.threads
+        .iter()
+        .find(|s| s.thread.ident == t)
+        .map(|s| s.held.iter().map(|h| h.lock.id).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -52,11 +62,18 @@ fn fast_path_feeds_the_state() {
         a.give();
     }
     assert!(a.try_take());
-    assert_eq!(held_by(ident::current()), vec![9001], "a fast-path hold is visible in the snapshot");
+    assert_eq!(
+        held_by(ident::current()),
+        vec![9001],
+        "a fast-path hold is visible in the snapshot"
+    );
     a.give();
     assert!(held_by(ident::current()).is_empty());
     let st = diag::stats();
-    let row = st.iter().find(|s| s.class == a.cell.class()).expect("a row for a");
+    let row = st
+        .iter()
+        .find(|s| s.class == a.cell.class())
+        .expect("a row for a");
     assert_eq!((row.acquisitions, row.holds), (1001, 1001));
 
     // 2. A lock-order inversion made of fast-path acquires (a then b here,
@@ -70,7 +87,9 @@ fn fast_path_feeds_the_state() {
     let inv = thread::spawn(move || {
         let me = ident::current();
         assert!(b2.raw.try_acquire());
-        assert!(cell::acquired(b2.cell, me, diag::intern_site("fast.rs:b-first"), true, 0).is_none());
+        assert!(
+            cell::acquired(b2.cell, me, diag::intern_site("fast.rs:b-first"), true, 0).is_none()
+        );
         assert!(a2.raw.try_acquire());
         let inv = cell::acquired(a2.cell, me, diag::intern_site("fast.rs:then-a"), true, 0);
         a2.give();
@@ -91,7 +110,10 @@ fn fast_path_feeds_the_state() {
     // 3. A deadlock whose holds were all taken on the fast path: both locks
     //    are mutex-like (released by their acquirer before), so the rule is
     //    Definite as soon as the second wait closes the cycle.
-    let (x, y) = (Lk::new(9003, "fast.rs:3 in x"), Lk::new(9004, "fast.rs:4 in y"));
+    let (x, y) = (
+        Lk::new(9003, "fast.rs:3 in x"),
+        Lk::new(9004, "fast.rs:4 in y"),
+    );
     let go = Arc::new(Barrier::new(2));
     let (x2, y2, go2) = (x.clone(), y.clone(), go.clone());
     let other = thread::spawn(move || {
@@ -112,14 +134,28 @@ fn fast_path_feeds_the_state() {
     x.give();
     assert!(x.try_take());
     go.wait();
-    assert!(diag::wait_begin(me, y.cell.id(), false).is_none(), "half a cycle");
+    assert!(
+        diag::wait_begin(me, y.cell.id(), false).is_none(),
+        "half a cycle"
+    );
     go.wait();
-    let d = other.join().unwrap().expect("the second wait closes the cycle");
+    let d = other
+        .join()
+        .unwrap()
+        .expect("the second wait closes the cycle");
     diag::wait_end(me, y.cell.id(), false);
     assert_eq!(d.rule, DeadlockRule::Definite);
-    let mut held: Vec<u64> = d.threads.iter().flat_map(|t| t.held.iter().map(|h| h.lock.id)).collect();
+    let mut held: Vec<u64> = d
+        .threads
+        .iter()
+        .flat_map(|t| t.held.iter().map(|h| h.lock.id))
+        .collect();
     held.sort_unstable();
-    assert_eq!(held, vec![9003, 9004], "each thread's fast-path hold is in the report");
+    assert_eq!(
+        held,
+        vec![9003, 9004],
+        "each thread's fast-path hold is in the report"
+    );
     x.give();
 
     // 4. A plain lock released by another thread becomes signal-like: the
@@ -133,7 +169,10 @@ fn fast_path_feeds_the_state() {
     })
     .join()
     .unwrap();
-    assert!(held_by(ident::current()).is_empty(), "the hold ended with the other thread's release");
+    assert!(
+        held_by(ident::current()).is_empty(),
+        "the hold ended with the other thread's release"
+    );
     assert!(s.try_take());
     s.give();
 
@@ -166,8 +205,11 @@ fn fast_path_feeds_the_state() {
         .filter(|e| e["name"] == "hold Lock fast.rs:6 in traced")
         .collect();
     assert_eq!(holds.len(), 310, "every hold of both threads, closed");
-    assert!(holds.iter().all(|e| e["ph"] == "X" && e["args"]["open"] == false));
-    let tids: std::collections::HashSet<u64> = holds.iter().map(|e| e["tid"].as_u64().unwrap()).collect();
+    assert!(holds
+        .iter()
+        .all(|e| e["ph"] == "X" && e["args"]["open"] == false));
+    let tids: std::collections::HashSet<u64> =
+        holds.iter().map(|e| e["tid"].as_u64().unwrap()).collect();
     assert_eq!(tids.len(), 2, "one track per thread: {tids:?}");
 
     diag::set_flags(0);

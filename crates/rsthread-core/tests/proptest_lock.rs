@@ -80,7 +80,13 @@ type Report<R> = (usize, R);
 /// even ones without: both must follow the same model.
 fn lock_worker(id: usize, lock: Arc<RawLock>, cmds: Receiver<LOp>, out: Sender<Report<LRes>>) {
     let score = SpinScore::confident();
-    let acquire = |d: Option<Deadline>| if id % 2 == 1 { lock.acquire_adaptive(d, &score) } else { lock.acquire(d) };
+    let acquire = |d: Option<Deadline>| {
+        if id % 2 == 1 {
+            lock.acquire_adaptive(d, &score)
+        } else {
+            lock.acquire(d)
+        }
+    };
     for op in cmds {
         let r = match op {
             LOp::Try => LRes::Try(lock.try_acquire()),
@@ -105,14 +111,18 @@ fn lock_worker(id: usize, lock: Arc<RawLock>, cmds: Receiver<LOp>, out: Sender<R
 fn next<R>(rx: &Receiver<Report<R>>, what: &str) -> Result<Report<R>, TestCaseError> {
     match rx.recv_timeout(STUCK) {
         Ok(r) => Ok(r),
-        Err(RecvTimeoutError::Timeout) => Err(TestCaseError::fail(format!("no report for {what} within {STUCK:?} (lost wake-up or hang)"))),
+        Err(RecvTimeoutError::Timeout) => Err(TestCaseError::fail(format!(
+            "no report for {what} within {STUCK:?} (lost wake-up or hang)"
+        ))),
         Err(RecvTimeoutError::Disconnected) => Err(TestCaseError::fail("a worker died")),
     }
 }
 
 /// Pick the worker for a step: `want` if it is free, otherwise the next free one.
 fn pick(want: usize, n: usize, blocked: &BTreeSet<usize>) -> Option<usize> {
-    (0..n).map(|k| (want + k) % n).find(|w| !blocked.contains(w))
+    (0..n)
+        .map(|k| (want + k) % n)
+        .find(|w| !blocked.contains(w))
 }
 
 fn run_lock_case(nthreads: usize, steps: &[(usize, LOp)]) -> Result<(), TestCaseError> {
@@ -133,25 +143,28 @@ fn run_lock_case(nthreads: usize, steps: &[(usize, LOp)]) -> Result<(), TestCase
 
     // A release by `w` when the model has blocked waiters: expect w's Ok and
     // exactly one waiter's Acquired, in either order.
-    let release_to_waiter = |w: usize, blocked: &mut BTreeSet<usize>| -> Result<(), TestCaseError> {
-        cmd[w].send(LOp::Release).unwrap();
-        let mut got_release = false;
-        let mut winner = None;
-        while !got_release || winner.is_none() {
-            let (from, r) = next(&out_rx, "a release with blocked waiters")?;
-            if from == w && !got_release {
-                prop_assert_eq!(r, LRes::Release(Ok(())));
-                got_release = true;
-            } else if blocked.contains(&from) && winner.is_none() {
-                prop_assert_eq!(r, LRes::Acquire(Acquire::Acquired), "waiter {}", from);
-                winner = Some(from);
-            } else {
-                return Err(TestCaseError::fail(format!("unexpected report from {from}: {r:?}")));
+    let release_to_waiter =
+        |w: usize, blocked: &mut BTreeSet<usize>| -> Result<(), TestCaseError> {
+            cmd[w].send(LOp::Release).unwrap();
+            let mut got_release = false;
+            let mut winner = None;
+            while !got_release || winner.is_none() {
+                let (from, r) = next(&out_rx, "a release with blocked waiters")?;
+                if from == w && !got_release {
+                    prop_assert_eq!(r, LRes::Release(Ok(())));
+                    got_release = true;
+                } else if blocked.contains(&from) && winner.is_none() {
+                    prop_assert_eq!(r, LRes::Acquire(Acquire::Acquired), "waiter {}", from);
+                    winner = Some(from);
+                } else {
+                    return Err(TestCaseError::fail(format!(
+                        "unexpected report from {from}: {r:?}"
+                    )));
+                }
             }
-        }
-        blocked.remove(&winner.unwrap());
-        Ok(())
-    };
+            blocked.remove(&winner.unwrap());
+            Ok(())
+        };
 
     for &(want, op) in steps {
         if let LOp::Pause(ms) = op {
@@ -176,7 +189,12 @@ fn run_lock_case(nthreads: usize, steps: &[(usize, LOp)]) -> Result<(), TestCase
             _ => {
                 cmd[w].send(op).unwrap();
                 let (from, r) = next(&out_rx, "an immediate operation")?;
-                prop_assert_eq!(from, w, "report from a worker that should be blocked or idle: {:?}", r);
+                prop_assert_eq!(
+                    from,
+                    w,
+                    "report from a worker that should be blocked or idle: {:?}",
+                    r
+                );
                 match (op, r) {
                     (LOp::Try, LRes::Try(ok)) => {
                         prop_assert_eq!(ok, !held, "try_acquire");
@@ -190,7 +208,12 @@ fn run_lock_case(nthreads: usize, steps: &[(usize, LOp)]) -> Result<(), TestCase
                     (LOp::Timed(_), LRes::Timed(a, took, timeout)) => {
                         if held {
                             prop_assert_eq!(a, Acquire::TimedOut, "timed acquire on a held lock");
-                            prop_assert!(took >= timeout, "timed out early: {:?} < {:?}", took, timeout);
+                            prop_assert!(
+                                took >= timeout,
+                                "timed out early: {:?} < {:?}",
+                                took,
+                                timeout
+                            );
                         } else {
                             prop_assert_eq!(a, Acquire::Acquired, "timed acquire on a free lock");
                         }
@@ -208,7 +231,12 @@ fn run_lock_case(nthreads: usize, steps: &[(usize, LOp)]) -> Result<(), TestCase
                 }
             }
         }
-        prop_assert_eq!(lock.is_locked(), held, "is_locked() vs model after {:?}", op);
+        prop_assert_eq!(
+            lock.is_locked(),
+            held,
+            "is_locked() vs model after {:?}",
+            op
+        );
     }
 
     // Drain: release until every blocked worker got the lock, then the last hold.
@@ -223,7 +251,10 @@ fn run_lock_case(nthreads: usize, steps: &[(usize, LOp)]) -> Result<(), TestCase
     }
     prop_assert!(!lock.is_locked());
     prop_assert_eq!(lock.release(), Err(NotLocked));
-    prop_assert!(!lock.is_locked(), "a failed release leaves the lock unlocked");
+    prop_assert!(
+        !lock.is_locked(),
+        "a failed release leaves the lock unlocked"
+    );
     drop(cmd);
     for h in handles {
         h.join().unwrap();
@@ -300,7 +331,10 @@ fn rlock_worker(id: usize, lock: Arc<RawRLock>, cmds: Receiver<ROp>, out: Sender
                 let after = (lock.count(), lock.owner(), lock.is_locked());
                 if let Some((count, owner)) = saved {
                     // Nobody else is running an operation: the inner lock is free.
-                    assert!(lock.try_acquire_inner(), "inner lock taken after release_save");
+                    assert!(
+                        lock.try_acquire_inner(),
+                        "inner lock taken after release_save"
+                    );
                     lock.restore(owner, count);
                 }
                 RRes::Saved(saved, after)
@@ -333,10 +367,26 @@ fn run_rlock_case(nthreads: usize, steps: &[(usize, ROp)]) -> Result<(), TestCas
 
     let check = |owner: Option<usize>, count: u64, after: &str| -> Result<(), TestCaseError> {
         prop_assert_eq!(lock.count(), count, "count() after {}", after);
-        prop_assert_eq!(lock.owner(), owner.map_or(0, |o| o as u64 + 1), "owner() after {}", after);
-        prop_assert_eq!(lock.is_locked(), owner.is_some(), "is_locked() after {}", after);
+        prop_assert_eq!(
+            lock.owner(),
+            owner.map_or(0, |o| o as u64 + 1),
+            "owner() after {}",
+            after
+        );
+        prop_assert_eq!(
+            lock.is_locked(),
+            owner.is_some(),
+            "is_locked() after {}",
+            after
+        );
         for w in 0..nthreads {
-            prop_assert_eq!(lock.is_owned_by(w as u64 + 1), owner == Some(w), "is_owned_by({}) after {}", w + 1, after);
+            prop_assert_eq!(
+                lock.is_owned_by(w as u64 + 1),
+                owner == Some(w),
+                "is_owned_by({}) after {}",
+                w + 1,
+                after
+            );
         }
         Ok(())
     };
@@ -355,7 +405,9 @@ fn run_rlock_case(nthreads: usize, steps: &[(usize, ROp)]) -> Result<(), TestCas
                 prop_assert_eq!(r, RRes::Acquire(Acquire::Acquired), "waiter {}", from);
                 winner = Some(from);
             } else {
-                return Err(TestCaseError::fail(format!("unexpected report from {from}: {r:?}")));
+                return Err(TestCaseError::fail(format!(
+                    "unexpected report from {from}: {r:?}"
+                )));
             }
         }
         let win = winner.unwrap();
@@ -372,7 +424,11 @@ fn run_rlock_case(nthreads: usize, steps: &[(usize, ROp)]) -> Result<(), TestCas
         let w = pick(want, nthreads, &blocked).unwrap();
         // release_save frees the inner lock: with blocked waiters one of them
         // would (rightly) take it, so the round trip is only modelled without them.
-        let op = if matches!(op, ROp::SaveRestore) && !blocked.is_empty() { ROp::Try } else { op };
+        let op = if matches!(op, ROp::SaveRestore) && !blocked.is_empty() {
+            ROp::Try
+        } else {
+            op
+        };
         let label = format!("{op:?} by {w}");
         match op {
             ROp::Acquire if owner.is_some() && owner != Some(w) => {
@@ -387,7 +443,12 @@ fn run_rlock_case(nthreads: usize, steps: &[(usize, ROp)]) -> Result<(), TestCas
             _ => {
                 cmd[w].send(op).unwrap();
                 let (from, r) = next(&out_rx, "an immediate RLock operation")?;
-                prop_assert_eq!(from, w, "report from a worker that should be blocked or idle: {:?}", r);
+                prop_assert_eq!(
+                    from,
+                    w,
+                    "report from a worker that should be blocked or idle: {:?}",
+                    r
+                );
                 let mine = owner == Some(w);
                 match (op, r) {
                     (ROp::Try, RRes::Try(ok)) => {
@@ -408,8 +469,17 @@ fn run_rlock_case(nthreads: usize, steps: &[(usize, ROp)]) -> Result<(), TestCas
                             owner = Some(w);
                             count += 1;
                         } else {
-                            prop_assert_eq!(a, Acquire::TimedOut, "timed acquire of an RLock owned by another");
-                            prop_assert!(took >= timeout, "timed out early: {:?} < {:?}", took, timeout);
+                            prop_assert_eq!(
+                                a,
+                                Acquire::TimedOut,
+                                "timed acquire of an RLock owned by another"
+                            );
+                            prop_assert!(
+                                took >= timeout,
+                                "timed out early: {:?} < {:?}",
+                                took,
+                                timeout
+                            );
                         }
                     }
                     (ROp::Release, RRes::Release(r)) => {
@@ -420,7 +490,11 @@ fn run_rlock_case(nthreads: usize, steps: &[(usize, ROp)]) -> Result<(), TestCas
                                 owner = None;
                             }
                         } else {
-                            prop_assert_eq!(r, Err(ReleaseError::NotOwner), "release by a non-owner");
+                            prop_assert_eq!(
+                                r,
+                                Err(ReleaseError::NotOwner),
+                                "release by a non-owner"
+                            );
                         }
                     }
                     (ROp::SaveRestore, RRes::Saved(saved, after)) => {

@@ -17,7 +17,13 @@ use stress::{lock_round, rlock_round, Config};
 const THREADS: usize = 64;
 
 fn cfg(ops: u64) -> Config {
-    Config { threads: THREADS, ops, locks: vec![], watchdog: Duration::from_secs(60), verbose: false }
+    Config {
+        threads: THREADS,
+        ops,
+        locks: vec![],
+        watchdog: Duration::from_secs(60),
+        verbose: false,
+    }
 }
 
 #[test]
@@ -27,7 +33,11 @@ fn raw_lock_64_threads() {
         match lock_round(&c, n, seed as u64 + 1) {
             Ok(r) => {
                 assert_eq!(r.ops, THREADS as u64 * c.ops);
-                assert_eq!(r.handoffs, (THREADS as u64 / 4) * c.ops, "every hand-off thread's releases happened");
+                assert_eq!(
+                    r.handoffs,
+                    (THREADS as u64 / 4) * c.ops,
+                    "every hand-off thread's releases happened"
+                );
                 eprintln!("lock  locks={n:2}: {r:?}");
             }
             Err(e) => panic!("lock round with {n} locks: {e}"),

@@ -25,17 +25,25 @@ pub fn as_c_int(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
         }
     }
     if v > i32::MAX as i64 {
-        return Err(PyOverflowError::new_err("signed integer is greater than maximum"));
+        return Err(PyOverflowError::new_err(
+            "signed integer is greater than maximum",
+        ));
     }
     if v < i32::MIN as i64 {
-        return Err(PyOverflowError::new_err("signed integer is less than minimum"));
+        return Err(PyOverflowError::new_err(
+            "signed integer is less than minimum",
+        ));
     }
     Ok(v as i32)
 }
 
 fn round_timeout(x: f64) -> f64 {
     // _PyTime_ROUND_TIMEOUT rounds away from zero.
-    if x >= 0.0 { x.ceil() } else { x.floor() }
+    if x >= 0.0 {
+        x.ceil()
+    } else {
+        x.floor()
+    }
 }
 
 /// `_PyTime_FromSecondsObject(obj, _PyTime_ROUND_TIMEOUT)`: seconds -> ns.
@@ -48,7 +56,9 @@ pub fn seconds_to_ns(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
         let ns = round_timeout(d * 1e9);
         // _Py_InIntegralTypeRange(_PyTime_t, d), compared in double precision.
         if !(ns >= i64::MIN as f64 && ns <= i64::MAX as f64) {
-            return Err(PyOverflowError::new_err("timestamp out of range for platform time_t"));
+            return Err(PyOverflowError::new_err(
+                "timestamp out of range for platform time_t",
+            ));
         }
         // `as` saturates at the single value (2^63) the double check lets through.
         return Ok(ns as i64);
@@ -58,7 +68,9 @@ pub fn seconds_to_ns(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
     if sec == -1 {
         if let Some(e) = PyErr::take(obj.py()) {
             if e.is_instance_of::<PyOverflowError>(obj.py()) {
-                return Err(PyOverflowError::new_err("timestamp too large to convert to C _PyTime_t"));
+                return Err(PyOverflowError::new_err(
+                    "timestamp too large to convert to C _PyTime_t",
+                ));
             }
             return Err(e);
         }
@@ -91,7 +103,9 @@ pub fn parse_acquire(
     let mut timeout_obj: Option<Bound<'_, PyAny>> = args.get_item(1).ok();
     if let Some(kw) = kwargs {
         for (k, v) in kw.iter() {
-            let key = k.cast::<PyString>().map_err(|_| PyTypeError::new_err("keywords must be strings"))?;
+            let key = k
+                .cast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("keywords must be strings"))?;
             let name = key.to_cow()?;
             match &*name {
                 "blocking" => {
@@ -128,7 +142,9 @@ pub fn parse_acquire(
         None => UNSET_TIMEOUT,
     };
     if !blocking && timeout != UNSET_TIMEOUT {
-        return Err(PyValueError::new_err("can't specify a timeout for a non-blocking call"));
+        return Err(PyValueError::new_err(
+            "can't specify a timeout for a non-blocking call",
+        ));
     }
     if timeout < 0 && timeout != UNSET_TIMEOUT {
         return Err(PyValueError::new_err("timeout value must be positive"));
@@ -175,5 +191,7 @@ pub fn no_keywords(name: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<(
 
 /// The error of `_PyArg_NoKeywords(name, kwargs)` for non-empty kwargs.
 pub fn no_keywords_err(name: &str) -> PyResult<()> {
-    Err(PyTypeError::new_err(format!("{name}() takes no keyword arguments")))
+    Err(PyTypeError::new_err(format!(
+        "{name}() takes no keyword arguments"
+    )))
 }

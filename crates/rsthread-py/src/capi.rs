@@ -24,7 +24,12 @@ extern "C" {
         dict: *mut PyObject,
     ) -> c_int;
     /// Print an exception and traceback to `file` like the interpreter does.
-    pub fn _PyErr_Display(file: *mut PyObject, exc: *mut PyObject, value: *mut PyObject, tb: *mut PyObject);
+    pub fn _PyErr_Display(
+        file: *mut PyObject,
+        exc: *mut PyObject,
+        value: *mut PyObject,
+        tb: *mut PyObject,
+    );
     /// `int` conversion used by Argument Clinic (`interrupt_main`).
     pub fn _PyLong_AsInt(obj: *mut PyObject) -> c_int;
     /// Raise an auditing event (variadic; formats as `Py_BuildValue`).
@@ -35,7 +40,9 @@ extern "C" {
     pub fn _Py_IsFinalizing() -> c_int;
     /// A thread state for `interp`, linked into it but not bound to any OS
     /// thread yet (what stock `start_new_thread` makes in the parent).
-    pub fn _PyThreadState_Prealloc(interp: *mut pyo3::ffi::PyInterpreterState) -> *mut pyo3::ffi::PyThreadState;
+    pub fn _PyThreadState_Prealloc(
+        interp: *mut pyo3::ffi::PyInterpreterState,
+    ) -> *mut pyo3::ffi::PyThreadState;
     /// Bind `tstate` to the calling OS thread for `PyGILState` (stock's
     /// `thread_run` calls it first thing in the new thread).
     pub fn _PyThreadState_SetCurrent(tstate: *mut pyo3::ffi::PyThreadState);
@@ -59,5 +66,9 @@ extern "C-unwind" {
     pub fn PyEval_AcquireThread_unwind(tstate: *mut pyo3::ffi::PyThreadState);
     /// `PyObject_Call`.
     #[link_name = "PyObject_Call"]
-    pub fn PyObject_Call_unwind(callable: *mut PyObject, args: *mut PyObject, kwargs: *mut PyObject) -> *mut PyObject;
+    pub fn PyObject_Call_unwind(
+        callable: *mut PyObject,
+        args: *mut PyObject,
+        kwargs: *mut PyObject,
+    ) -> *mut PyObject;
 }

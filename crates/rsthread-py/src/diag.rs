@@ -30,9 +30,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
 use rsthread_core::diag::{
-    self, cell, cell::SiteCache as ThreadSites, cell::ThreadDiag, ChainEnd, ClassStats, CycleThread, Deadlock, DeadlockMode,
-    DeadlockRule, HeldLock, Leak, LockCell, LockClass, LockId, LockKind, LockRef, OrderInversion, SiteId, Snapshot,
-    ThreadRef, WaitChain, WaitState, UNKNOWN_SITE,
+    self, cell, cell::SiteCache as ThreadSites, cell::ThreadDiag, ChainEnd, ClassStats,
+    CycleThread, Deadlock, DeadlockMode, DeadlockRule, HeldLock, Leak, LockCell, LockClass, LockId,
+    LockKind, LockRef, OrderInversion, SiteId, Snapshot, ThreadRef, WaitChain, WaitState,
+    UNKNOWN_SITE,
 };
 use rsthread_core::{ident, timeout::monotonic_ns, Acquire, Deadline};
 
@@ -129,7 +130,10 @@ fn skipped_code(file: &str, func: &str) -> bool {
     if file.starts_with("<frozen importlib") {
         return true;
     }
-    func != "<module>" && (file.ends_with("/threading.py") || file.ends_with("/queue.py") || file.contains("/concurrent/"))
+    func != "<module>"
+        && (file.ends_with("/threading.py")
+            || file.ends_with("/queue.py")
+            || file.contains("/concurrent/"))
 }
 
 /// Whether the code object is skipped, computing its info on first sight.
@@ -138,16 +142,32 @@ fn code_skip(code: &Bound<'_, PyAny>) -> bool {
     if let Some(i) = cache().get_or_insert_with(Default::default).codes.get(&key) {
         return i.skip;
     }
-    let file = code.getattr("co_filename").and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".into());
-    let func = code.getattr("co_name").and_then(|v| v.extract::<String>()).unwrap_or_else(|_| "?".into());
+    let file = code
+        .getattr("co_filename")
+        .and_then(|v| v.extract::<String>())
+        .unwrap_or_else(|_| "?".into());
+    let func = code
+        .getattr("co_name")
+        .and_then(|v| v.extract::<String>())
+        .unwrap_or_else(|_| "?".into());
     let skip = skipped_code(&file, &func);
-    let info = CodeInfo { _code: code.clone().unbind(), skip, file, func };
-    cache().get_or_insert_with(Default::default).codes.insert(key, info);
+    let info = CodeInfo {
+        _code: code.clone().unbind(),
+        skip,
+        file,
+        func,
+    };
+    cache()
+        .get_or_insert_with(Default::default)
+        .codes
+        .insert(key, info);
     skip
 }
 
 fn site_name_of(c: &SiteCache, code: usize, line: i32) -> Option<String> {
-    c.codes.get(&code).map(|i| format!("{}:{} in {}", i.file, line, i.func))
+    c.codes
+        .get(&code)
+        .map(|i| format!("{}:{} in {}", i.file, line, i.func))
 }
 
 fn basename(f: &str) -> &str {
@@ -167,7 +187,9 @@ fn site_of(code: &Bound<'_, PyAny>, line: i32, inner: Option<(&Bound<'_, PyAny>,
     if let Some(&s) = c.sites.get(&key) {
         return s;
     }
-    let Some(mut name) = site_name_of(c, ck, line) else { return UNKNOWN_SITE };
+    let Some(mut name) = site_name_of(c, ck, line) else {
+        return UNKNOWN_SITE;
+    };
     if let Some(i) = c.codes.get(&ik.0) {
         name = format!("{name} (via {}:{} in {})", basename(&i.file), ik.1, i.func);
     }
@@ -181,7 +203,9 @@ fn site_of(code: &Bound<'_, PyAny>, line: i32, inner: Option<(&Bound<'_, PyAny>,
 /// tables. Used on a per-thread cache miss.
 fn caller_site_slow(py: Python<'_>) -> SiteId {
     // SAFETY: attached; PyEval_GetFrame returns a borrowed frame or NULL.
-    let Some(mut frame) = (unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame().cast()) }) else {
+    let Some(mut frame) =
+        (unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyEval_GetFrame().cast()) })
+    else {
         return UNKNOWN_SITE;
     };
     let mut first: Option<(Bound<'_, PyAny>, i32)> = None;
@@ -321,9 +345,7 @@ fn cached_site(c: &ThreadSites) -> Option<SiteId> {
     }
     // SAFETY: attached (callers hold the GIL); the skip table only holds
     // code objects kept by SITE_CACHE (see fill_site_cache).
-    let h = unsafe {
-        walk_frames(|code| c.skip_of(code as u64))
-    }?;
+    let h = unsafe { walk_frames(|code| c.skip_of(code as u64)) }?;
     c.site_of(h)
 }
 
@@ -373,8 +395,13 @@ pub(crate) fn caller_site(py: Python<'_>) -> SiteId {
 static REPORTER: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// Call `rsthread.diagnostics.<name>(arg)`.
-fn call_reporter<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyResult<Bound<'py, PyAny>> {
-    let m = REPORTER.get_or_try_init(py, || py.import("rsthread.diagnostics").map(Bound::unbind))?;
+fn call_reporter<'py>(
+    py: Python<'py>,
+    name: &str,
+    args: impl pyo3::call::PyCallArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let m =
+        REPORTER.get_or_try_init(py, || py.import("rsthread.diagnostics").map(Bound::unbind))?;
     m.bind(py).getattr(name)?.call1(args)
 }
 
@@ -414,7 +441,14 @@ fn report_leaks(py: Python<'_>, leaks: &[Leak]) {
 
 // ----- lock paths -------------------------------------------------------
 
-fn on_acquired(py: Python<'_>, c: &'static LockCell, me: u64, site: SiteId, blocking: bool, waited_ns: u64) {
+fn on_acquired(
+    py: Python<'_>,
+    c: &'static LockCell,
+    me: u64,
+    site: SiteId,
+    blocking: bool,
+    waited_ns: u64,
+) {
     if let Some(inv) = cell::acquired(c, me, site, blocking, waited_ns) {
         report_inversion(py, &inv);
     }
@@ -461,7 +495,14 @@ fn begin_wait(py: Python<'_>, me: u64, id: LockId, timed: bool) -> PyResult<()> 
 }
 
 /// The slow path of a blocking acquire, with wait records around the sleep.
-fn blocking_wait<F>(py: Python<'_>, me: u64, c: &'static LockCell, site: SiteId, timeout: i64, block: F) -> PyResult<bool>
+fn blocking_wait<F>(
+    py: Python<'_>,
+    me: u64,
+    c: &'static LockCell,
+    site: SiteId,
+    timeout: i64,
+    block: F,
+) -> PyResult<bool>
 where
     F: Fn(Option<Deadline>) -> Acquire + Sync,
 {
@@ -482,7 +523,14 @@ where
     match r {
         Ok(true) => {
             diag::wait_end(me, id, true);
-            on_acquired(py, c, me, site, true, monotonic_ns().saturating_sub(start).max(1));
+            on_acquired(
+                py,
+                c,
+                me,
+                site,
+                true,
+                monotonic_ns().saturating_sub(start).max(1),
+            );
             Ok(true)
         }
         Ok(false) => {
@@ -510,7 +558,9 @@ pub(crate) fn lock_acquire(py: Python<'_>, l: &PyLock, timeout: i64) -> PyResult
         return Ok(false);
     }
     let site = caller_site(py);
-    blocking_wait(py, me, c, site, timeout, |d| l.raw.acquire_adaptive(d, &l.spin))
+    blocking_wait(py, me, c, site, timeout, |d| {
+        l.raw.acquire_adaptive(d, &l.spin)
+    })
 }
 
 /// `lock.release` with diagnostics on.
@@ -590,7 +640,10 @@ pub(crate) fn rlock_acquire_restore(py: Python<'_>, l: &PyRLock, owner: u64, cou
 
 /// `threading.Thread`'s name when `func` is a Thread's bound `_bootstrap`.
 fn thread_name_of(func: &Bound<'_, PyAny>) -> Option<String> {
-    func.getattr("__self__").and_then(|o| o.getattr("_name")).ok().and_then(|n| n.extract::<String>().ok())
+    func.getattr("__self__")
+        .and_then(|o| o.getattr("_name"))
+        .ok()
+        .and_then(|n| n.extract::<String>().ok())
 }
 
 /// `start_new_thread` just started thread `ident` (diagnostics on): make it
@@ -679,7 +732,10 @@ fn held_list<'py>(py: Python<'py>, held: &[HeldLock], now: u64) -> PyResult<Boun
             d.set_item("lock", lock_dict(py, &h.lock)?)?;
             d.set_item("acquire_site", diag::site_name(h.acquire_site))?;
             // since 0: not timed (only profile and the hang watchdog time holds).
-            d.set_item("held_for", (h.since_ns != 0).then(|| ns_s(now.saturating_sub(h.since_ns))))?;
+            d.set_item(
+                "held_for",
+                (h.since_ns != 0).then(|| ns_s(now.saturating_sub(h.since_ns))),
+            )?;
             d.set_item("since_ns", h.since_ns)?;
             d.set_item("depth", h.depth)?;
             Ok(d)
@@ -714,8 +770,11 @@ fn deadlock_dict<'py>(py: Python<'py>, d: &Deadlock) -> PyResult<Bound<'py, PyDi
         },
     )?;
     o.set_item("threads", cycle_list(py, &d.threads, d.at_ns)?)?;
-    let others =
-        d.other_cycles.iter().map(|c| cycle_list(py, c, d.at_ns)).collect::<PyResult<Vec<_>>>()?;
+    let others = d
+        .other_cycles
+        .iter()
+        .map(|c| cycle_list(py, c, d.at_ns))
+        .collect::<PyResult<Vec<_>>>()?;
     o.set_item("other_cycles", PyList::new(py, others)?)?;
     Ok(o)
 }
@@ -748,7 +807,10 @@ fn leak_dict<'py>(py: Python<'py>, l: &Leak) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("thread", thread_dict(py, &l.thread)?)?;
     d.set_item("lock", lock_dict(py, &l.lock)?)?;
     d.set_item("acquire_site", diag::site_name(l.acquire_site))?;
-    d.set_item("held_for", (l.since_ns != 0).then(|| ns_s(l.exited_ns.saturating_sub(l.since_ns))))?;
+    d.set_item(
+        "held_for",
+        (l.since_ns != 0).then(|| ns_s(l.exited_ns.saturating_sub(l.since_ns))),
+    )?;
     d.set_item("depth", l.depth)?;
     Ok(d)
 }
@@ -756,7 +818,10 @@ fn leak_dict<'py>(py: Python<'py>, l: &Leak) -> PyResult<Bound<'py, PyDict>> {
 fn wait_dict<'py>(py: Python<'py>, w: &WaitState) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("lock", lock_dict(py, &w.lock)?)?;
-    d.set_item("holder", w.holder.as_ref().map(|h| thread_dict(py, h)).transpose()?)?;
+    d.set_item(
+        "holder",
+        w.holder.as_ref().map(|h| thread_dict(py, h)).transpose()?,
+    )?;
     d.set_item("holder_exited", w.holder_exited)?;
     d.set_item("waited", ns_s(w.waited_ns))?;
     d.set_item("timed", w.timed)?;
@@ -772,7 +837,10 @@ fn snapshot_dict<'py>(py: Python<'py>, s: &Snapshot) -> PyResult<Bound<'py, PyDi
         .map(|t| {
             let d = thread_dict(py, &t.thread)?;
             d.set_item("held", held_list(py, &t.held, s.taken_ns)?)?;
-            d.set_item("waiting", t.waiting.as_ref().map(|w| wait_dict(py, w)).transpose()?)?;
+            d.set_item(
+                "waiting",
+                t.waiting.as_ref().map(|w| wait_dict(py, w)).transpose()?,
+            )?;
             Ok(d)
         })
         .collect::<PyResult<Vec<_>>>()?;
@@ -857,7 +925,11 @@ fn slot_of<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<&'a AtomicU64> {
 /// set_config(flags, raise_mode, report_timed)
 #[pyfunction]
 fn set_config(flags: u32, raise_mode: bool, report_timed: bool) {
-    diag::set_deadlock_mode(if raise_mode { DeadlockMode::Raise } else { DeadlockMode::Warn });
+    diag::set_deadlock_mode(if raise_mode {
+        DeadlockMode::Raise
+    } else {
+        DeadlockMode::Warn
+    });
     diag::set_report_timed(report_timed);
     diag::set_flags(flags);
 }
@@ -884,7 +956,10 @@ fn thread_named(ident: u64, name: &str) {
 /// Unregister a thread; returns the RLock leaks.
 #[pyfunction]
 fn thread_exited<'py>(py: Python<'py>, ident: u64) -> PyResult<Bound<'py, PyList>> {
-    let v = diag::thread_exited(ident).iter().map(|l| leak_dict(py, l)).collect::<PyResult<Vec<_>>>()?;
+    let v = diag::thread_exited(ident)
+        .iter()
+        .map(|l| leak_dict(py, l))
+        .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, v)
 }
 
@@ -904,7 +979,10 @@ fn lock_id(lock: &Bound<'_, PyAny>) -> PyResult<u64> {
 /// Per-class statistics, most total wait first.
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
-    let v = diag::stats().iter().map(|c| stats_dict(py, c)).collect::<PyResult<Vec<_>>>()?;
+    let v = diag::stats()
+        .iter()
+        .map(|c| stats_dict(py, c))
+        .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, v)
 }
 
@@ -930,7 +1008,10 @@ fn snapshot(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pyfunction]
 fn wait_chains(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let now = monotonic_ns();
-    let v = diag::wait_chains().iter().map(|c| chain_dict(py, c, now)).collect::<PyResult<Vec<_>>>()?;
+    let v = diag::wait_chains()
+        .iter()
+        .map(|c| chain_dict(py, c, now))
+        .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, v)
 }
 
@@ -964,7 +1045,10 @@ fn detect_deadlock(py: Python<'_>, ident: u64) -> PyResult<bool> {
 /// Plain locks left held by exited threads.
 #[pyfunction]
 fn leaked_at_exit(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
-    let v = diag::leaked_at_exit().iter().map(|l| leak_dict(py, l)).collect::<PyResult<Vec<_>>>()?;
+    let v = diag::leaked_at_exit()
+        .iter()
+        .map(|l| leak_dict(py, l))
+        .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, v)
 }
 
@@ -1018,6 +1102,8 @@ pub(crate) fn register(py: Python<'_>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(export_chrome_trace, &m)?)?;
     m.add_function(wrap_pyfunction!(timeline_dropped, &m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_child, &m)?)?;
-    py.import("sys")?.getattr("modules")?.set_item("rsthread._diag", m)?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item("rsthread._diag", m)?;
     Ok(())
 }

@@ -15,9 +15,11 @@ static HOOK_ARGS_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 pub fn hook_args_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     HOOK_ARGS_TYPE
         .get_or_try_init(py, || {
-            let field = |name: &'static std::ffi::CStr, doc: &'static std::ffi::CStr| ffi::PyStructSequence_Field {
-                name: name.as_ptr(),
-                doc: doc.as_ptr(),
+            let field = |name: &'static std::ffi::CStr, doc: &'static std::ffi::CStr| {
+                ffi::PyStructSequence_Field {
+                    name: name.as_ptr(),
+                    doc: doc.as_ptr(),
+                }
             };
             // Leaked on purpose: CPython keeps pointers to the descriptors for
             // the life of the type, which lives as long as the process.
@@ -26,11 +28,15 @@ pub fn hook_args_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
                 field(c"exc_value", c"Exception value"),
                 field(c"exc_traceback", c"Exception traceback"),
                 field(c"thread", c"Thread"),
-                ffi::PyStructSequence_Field { name: std::ptr::null(), doc: std::ptr::null() },
+                ffi::PyStructSequence_Field {
+                    name: std::ptr::null(),
+                    doc: std::ptr::null(),
+                },
             ]));
             let desc = Box::leak(Box::new(ffi::PyStructSequence_Desc {
                 name: c"_thread._ExceptHookArgs".as_ptr(),
-                doc: c"ExceptHookArgs\n\nType used to pass arguments to threading.excepthook.".as_ptr(),
+                doc: c"ExceptHookArgs\n\nType used to pass arguments to threading.excepthook."
+                    .as_ptr(),
                 fields: fields.as_mut_ptr(),
                 n_in_sequence: 4,
             }));
@@ -48,7 +54,11 @@ pub fn hook_args_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 }
 
 fn check(py: Python<'_>, r: std::os::raw::c_int) -> PyResult<()> {
-    if r < 0 { Err(PyErr::fetch(py)) } else { Ok(()) }
+    if r < 0 {
+        Err(PyErr::fetch(py))
+    } else {
+        Ok(())
+    }
 }
 
 /// excepthook(exc_type, exc_value, exc_traceback, thread)
@@ -71,7 +81,9 @@ pub fn excepthook(
     }
     let args = &argv.get_item(0)?;
     if !args.get_type().is(hook_args_type(py)?) {
-        return Err(PyTypeError::new_err("_thread.excepthook argument type must be ExceptHookArgs"));
+        return Err(PyTypeError::new_err(
+            "_thread.excepthook argument type must be ExceptHookArgs",
+        ));
     }
     let exc_type = args.get_item(0)?;
     if exc_type.is(py.get_type::<pyo3::exceptions::PySystemExit>()) {
@@ -94,17 +106,36 @@ pub fn excepthook(
     }
     let file = file.expect("set above");
     // SAFETY (all calls below): attached, live objects, C strings NUL-terminated.
-    check(py, unsafe { ffi::PyFile_WriteString(c"Exception in thread ".as_ptr(), file.as_ptr()) })?;
-    let name = if thread.is_none() { None } else { thread.getattr_opt("name")? };
+    check(py, unsafe {
+        ffi::PyFile_WriteString(c"Exception in thread ".as_ptr(), file.as_ptr())
+    })?;
+    let name = if thread.is_none() {
+        None
+    } else {
+        thread.getattr_opt("name")?
+    };
     match name {
-        Some(n) => check(py, unsafe { ffi::PyFile_WriteObject(n.as_ptr(), file.as_ptr(), ffi::Py_PRINT_RAW) })?,
+        Some(n) => check(py, unsafe {
+            ffi::PyFile_WriteObject(n.as_ptr(), file.as_ptr(), ffi::Py_PRINT_RAW)
+        })?,
         None => {
             let s = pyo3::types::PyString::new(py, &rsthread_core::ident::current().to_string());
-            check(py, unsafe { ffi::PyFile_WriteObject(s.as_ptr(), file.as_ptr(), ffi::Py_PRINT_RAW) })?;
+            check(py, unsafe {
+                ffi::PyFile_WriteObject(s.as_ptr(), file.as_ptr(), ffi::Py_PRINT_RAW)
+            })?;
         }
     }
-    check(py, unsafe { ffi::PyFile_WriteString(c":\n".as_ptr(), file.as_ptr()) })?;
-    unsafe { capi::_PyErr_Display(file.as_ptr(), exc_type.as_ptr(), exc_value.as_ptr(), exc_tb.as_ptr()) };
+    check(py, unsafe {
+        ffi::PyFile_WriteString(c":\n".as_ptr(), file.as_ptr())
+    })?;
+    unsafe {
+        capi::_PyErr_Display(
+            file.as_ptr(),
+            exc_type.as_ptr(),
+            exc_value.as_ptr(),
+            exc_tb.as_ptr(),
+        )
+    };
     file.call_method0("flush")?;
     Ok(())
 }

@@ -71,7 +71,10 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LockType", py.get_type::<lock::PyLock>())?;
     m.add_class::<local::PyLocal>()?;
     // TIMEOUT_MAX: floor(min(PY_TIMEOUT_MAX * 1e-6, _PyTime_MAX seconds)).
-    m.add("TIMEOUT_MAX", ((args::PY_TIMEOUT_MAX_US as f64) * 1e-6).floor())?;
+    m.add(
+        "TIMEOUT_MAX",
+        ((args::PY_TIMEOUT_MAX_US as f64) * 1e-6).floor(),
+    )?;
     m.add_function(wrap_pyfunction!(allocate_lock, m)?)?;
     m.add_function(wrap_pyfunction!(allocate, m)?)?;
     m.add_function(wrap_pyfunction!(thread::start_new_thread, m)?)?;
@@ -89,8 +92,19 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Functions report `__module__ == "_thread"` like stock's (threading's
     // `__all__` check and pickling by name rely on it).
     for name in [
-        "allocate_lock", "allocate", "start_new_thread", "start_new", "exit", "exit_thread", "get_ident", "get_native_id",
-        "_count", "_set_sentinel", "stack_size", "interrupt_main", "_excepthook",
+        "allocate_lock",
+        "allocate",
+        "start_new_thread",
+        "start_new",
+        "exit",
+        "exit_thread",
+        "get_ident",
+        "get_native_id",
+        "_count",
+        "_set_sentinel",
+        "stack_size",
+        "interrupt_main",
+        "_excepthook",
     ] {
         m.getattr(name)?.setattr("__module__", "_thread")?;
     }

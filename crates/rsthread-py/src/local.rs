@@ -61,7 +61,13 @@ impl Drop for LocalToken {
             for w in weak {
                 if let Some(local) = w.bind(py).upgrade() {
                     if let Ok(local) = local.cast::<PyLocal>() {
-                        let d = local.get().state.lock().unwrap_or_else(|e| e.into_inner()).dicts.remove(&self.id);
+                        let d = local
+                            .get()
+                            .state
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .dicts
+                            .remove(&self.id);
                         drop(d); // outside the mutex: values' __del__ may run here
                     }
                 }
@@ -83,7 +89,13 @@ fn current_token<'py>(py: Python<'py>) -> PyResult<Bound<'py, LocalToken>> {
             return Ok(t);
         }
     }
-    let t = Bound::new(py, LocalToken { id: next_id(), locals: Mutex::new(Vec::new()) })?;
+    let t = Bound::new(
+        py,
+        LocalToken {
+            id: next_id(),
+            locals: Mutex::new(Vec::new()),
+        },
+    )?;
     tdict.set_item(TOKEN_KEY, &t)?;
     Ok(t)
 }
@@ -111,7 +123,10 @@ fn slot_addr(f: Option<ffi::initproc>) -> usize {
 
 fn overrides_init(obj: &Bound<'_, PyAny>) -> bool {
     // SAFETY: reading tp_init of live type objects.
-    unsafe { slot_addr((*ffi::Py_TYPE(obj.as_ptr())).tp_init) != slot_addr((*std::ptr::addr_of_mut!(ffi::PyBaseObject_Type)).tp_init) }
+    unsafe {
+        slot_addr((*ffi::Py_TYPE(obj.as_ptr())).tp_init)
+            != slot_addr((*std::ptr::addr_of_mut!(ffi::PyBaseObject_Type)).tp_init)
+    }
 }
 
 impl PyLocal {
@@ -132,13 +147,19 @@ impl PyLocal {
         if id != creator && overrides_init(slf.as_any()) {
             let (args, kwargs) = {
                 let st = slf.get().lock();
-                (st.args.as_ref().map(|a| a.clone_ref(py)), st.kwargs.as_ref().map(|k| k.clone_ref(py)))
+                (
+                    st.args.as_ref().map(|a| a.clone_ref(py)),
+                    st.kwargs.as_ref().map(|k| k.clone_ref(py)),
+                )
             };
             let args = args.map_or_else(|| PyTuple::empty(py), |a| a.into_bound(py));
             let init = slf.get_type().getattr("__init__")?;
             let mut call_args = vec![slf.as_any().clone()];
             call_args.extend(args.iter());
-            if let Err(e) = init.call(PyTuple::new(py, call_args)?, kwargs.as_ref().map(|k| k.bind(py))) {
+            if let Err(e) = init.call(
+                PyTuple::new(py, call_args)?,
+                kwargs.as_ref().map(|k| k.bind(py)),
+            ) {
                 // Forget the dict so the next access retries, like stock.
                 let old = slf.get().lock().dicts.remove(&id);
                 drop(old);
@@ -148,11 +169,17 @@ impl PyLocal {
         Ok(d)
     }
 
-    fn create_dict<'py>(slf: &Bound<'py, Self>, token: &Bound<'py, LocalToken>) -> PyResult<Bound<'py, PyDict>> {
+    fn create_dict<'py>(
+        slf: &Bound<'py, Self>,
+        token: &Bound<'py, LocalToken>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let py = slf.py();
         let d = PyDict::new(py);
         let weak = PyWeakrefReference::new(slf.as_any())?;
-        slf.get().lock().dicts.insert(token.get().id, d.clone().unbind());
+        slf.get()
+            .lock()
+            .dicts
+            .insert(token.get().id, d.clone().unbind());
         let mut locals = token.get().locals.lock().unwrap_or_else(|e| e.into_inner());
         if locals.len() >= 16 && locals.len().is_power_of_two() {
             // Prune weak references to dead locals (amortised).
@@ -179,10 +206,13 @@ impl PyLocal {
     ) -> PyResult<Self> {
         // SAFETY: reading tp_init of live type objects.
         let plain_init = unsafe {
-            slot_addr((*cls.as_type_ptr()).tp_init) == slot_addr((*std::ptr::addr_of_mut!(ffi::PyBaseObject_Type)).tp_init)
+            slot_addr((*cls.as_type_ptr()).tp_init)
+                == slot_addr((*std::ptr::addr_of_mut!(ffi::PyBaseObject_Type)).tp_init)
         };
         if plain_init && (!args.is_empty() || kwargs.is_some_and(|k| !k.is_empty())) {
-            return Err(PyTypeError::new_err("Initialization arguments are not supported"));
+            return Err(PyTypeError::new_err(
+                "Initialization arguments are not supported",
+            ));
         }
         let creator = current_token(cls.py())?.get().id;
         Ok(PyLocal {
@@ -208,7 +238,9 @@ impl PyLocal {
         }
         // SAFETY: attached; all three pointers are live; returns a new
         // reference or NULL with an exception set.
-        let r = unsafe { capi::_PyObject_GenericGetAttrWithDict(slf.as_ptr(), name.as_ptr(), ldict.as_ptr(), 0) };
+        let r = unsafe {
+            capi::_PyObject_GenericGetAttrWithDict(slf.as_ptr(), name.as_ptr(), ldict.as_ptr(), 0)
+        };
         if r.is_null() {
             let e = PyErr::fetch(py);
             if e.is_instance_of::<PyAttributeError>(py) {
@@ -230,7 +262,11 @@ impl PyLocal {
             .unwrap_or_else(|| PyAttributeError::new_err((name.clone().unbind(),))))
     }
 
-    fn __setattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn __setattr__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         Self::set_or_del(slf, name, Some(value))
     }
 
@@ -255,25 +291,38 @@ impl PyLocal {
     fn __clear__(&self) {
         let taken = {
             let mut st = self.lock();
-            (st.args.take(), st.kwargs.take(), std::mem::take(&mut st.dicts))
+            (
+                st.args.take(),
+                st.kwargs.take(),
+                std::mem::take(&mut st.dicts),
+            )
         };
         drop(taken);
     }
 }
 
 impl PyLocal {
-    fn set_or_del(slf: &Bound<'_, Self>, name: &Bound<'_, PyAny>, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn set_or_del(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let ldict = Self::ldict(slf)?;
         if Self::is_dict_name(name)? {
             let tp = tp_name(&slf.get_type())?;
             let n = name.cast::<PyString>()?.to_cow()?.into_owned();
-            return Err(PyAttributeError::new_err(format!("'{tp:.50}' object attribute '{n}' is read-only")));
+            return Err(PyAttributeError::new_err(format!(
+                "'{tp:.50}' object attribute '{n}' is read-only"
+            )));
         }
         let v = value.map_or(std::ptr::null_mut(), |v| v.as_ptr());
         // SAFETY: attached; live pointers (value may be NULL for delete);
         // returns -1 with an exception set on failure.
-        if unsafe { capi::_PyObject_GenericSetAttrWithDict(slf.as_ptr(), name.as_ptr(), v, ldict.as_ptr()) } < 0 {
+        if unsafe {
+            capi::_PyObject_GenericSetAttrWithDict(slf.as_ptr(), name.as_ptr(), v, ldict.as_ptr())
+        } < 0
+        {
             return Err(PyErr::fetch(py));
         }
         Ok(())

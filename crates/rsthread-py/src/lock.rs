@@ -8,8 +8,8 @@ use std::sync::atomic::AtomicU64;
 use rsthread_core::{diag, ident, RawLock, RawRLock, SpinScore};
 
 use crate::args::{parse_acquire, UNSET_TIMEOUT};
-use crate::wait::acquire_timed;
 use crate::errors;
+use crate::wait::acquire_timed;
 
 /// A lock object, as returned by `allocate_lock()`.
 #[pyclass(name = "lock", module = "_thread", frozen, weakref)]
@@ -52,7 +52,11 @@ impl PyLock {
     }
 
     pub fn new_unlocked() -> PyLock {
-        PyLock { raw: RawLock::new(), spin: SpinScore::new(), diag: AtomicU64::new(0) }
+        PyLock {
+            raw: RawLock::new(),
+            spin: SpinScore::new(),
+            diag: AtomicU64::new(0),
+        }
     }
 
     /// Acquire with a parsed timeout (ns; `UNSET_TIMEOUT` forever; 0 try).
@@ -73,7 +77,6 @@ impl PyLock {
 
 #[pymethods]
 impl PyLock {
-
     /// acquire(blocking=True, timeout=-1) -> bool
     /// (acquire_lock() is an obsolete synonym)
     ///
@@ -93,8 +96,6 @@ impl PyLock {
         self.acquire_ns(py, acquire_timeout(py, args, kwargs)?)
     }
 
-
-
     /// release()
     /// (release_lock() is an obsolete synonym)
     ///
@@ -108,8 +109,6 @@ impl PyLock {
         }
         self.raw.release().map_err(|_| errors::release_unlocked())
     }
-
-
 
     /// locked() -> bool
     /// (locked_lock() is an obsolete synonym)
@@ -137,7 +136,11 @@ impl PyLock {
     fn __repr__(slf: &Bound<'_, Self>) -> String {
         format!(
             "<{} _thread.lock object at {:p}>",
-            if slf.get().raw.is_locked() { "locked" } else { "unlocked" },
+            if slf.get().raw.is_locked() {
+                "locked"
+            } else {
+                "unlocked"
+            },
             slf.as_ptr()
         )
     }
@@ -164,7 +167,11 @@ impl PyRLock {
 }
 
 /// The timeout of `acquire(*args, **kwargs)` (no arguments: forever).
-fn acquire_timeout(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<i64> {
+fn acquire_timeout(
+    py: Python<'_>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<i64> {
     if args.is_empty() && kwargs.is_none() {
         Ok(UNSET_TIMEOUT)
     } else {
@@ -190,8 +197,15 @@ impl Drop for PyRLock {
 impl PyRLock {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs), text_signature = None)]
-    fn __new__(py: Python<'_>, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
-        let l = PyRLock { raw: RawRLock::new(), diag: AtomicU64::new(0) };
+    fn __new__(
+        py: Python<'_>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> Self {
+        let l = PyRLock {
+            raw: RawRLock::new(),
+            diag: AtomicU64::new(0),
+        };
         if diag::flags() != 0 {
             crate::diag::lock_created(py, &l.diag, diag::LockKind::RLock);
         }
@@ -222,7 +236,6 @@ impl PyRLock {
         self.acquire_ns(py, acquire_timeout(py, args, kwargs)?)
     }
 
-
     /// release()
     ///
     /// Release the lock, allowing another thread that is blocked waiting for
@@ -244,7 +257,6 @@ impl PyRLock {
             .map_err(|_| PyRuntimeError::new_err("cannot release un-acquired lock"))
     }
 
-
     /// _is_owned() -> bool
     ///
     /// For internal use by `threading.Condition`.
@@ -258,7 +270,11 @@ impl PyRLock {
     /// For internal use by reentrancy checks.
     #[pyo3(text_signature = None)]
     fn _recursion_count(&self) -> u64 {
-        if self.raw.is_owned_by(ident::current()) { self.raw.count() } else { 0 }
+        if self.raw.is_owned_by(ident::current()) {
+            self.raw.count()
+        } else {
+            0
+        }
     }
 
     /// _release_save() -> tuple
@@ -278,7 +294,12 @@ impl PyRLock {
     ///
     /// For internal use by `threading.Condition`.
     #[pyo3(signature = (*args, **kwargs), text_signature = None)]
-    fn _acquire_restore(&self, py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+    fn _acquire_restore(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
         crate::args::no_keywords("RLock._acquire_restore", kwargs)?;
         let (count, owner) = crate::args::parse_restore_state(args)?;
         if diag::flags() != 0 {
@@ -332,8 +353,14 @@ mod fast {
     use pyo3::ffi;
     use std::os::raw::c_char;
 
-    type Fast = unsafe extern "C" fn(*mut ffi::PyObject, *const *mut ffi::PyObject, ffi::Py_ssize_t, *mut ffi::PyObject) -> *mut ffi::PyObject;
-    type NoArgs = unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
+    type Fast = unsafe extern "C" fn(
+        *mut ffi::PyObject,
+        *const *mut ffi::PyObject,
+        ffi::Py_ssize_t,
+        *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
+    type NoArgs =
+        unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
 
     #[inline]
     unsafe fn py_bool(b: bool) -> *mut ffi::PyObject {
@@ -361,7 +388,10 @@ mod fast {
     /// `slf` must be a live instance of `T` (method descriptors check the
     /// receiver's type before calling) and the GIL must be held.
     #[inline]
-    unsafe fn this<'py, T: pyo3::PyClass>(py: Python<'py>, slf: *mut ffi::PyObject) -> Bound<'py, T> {
+    unsafe fn this<'py, T: pyo3::PyClass>(
+        py: Python<'py>,
+        slf: *mut ffi::PyObject,
+    ) -> Bound<'py, T> {
         // SAFETY: per the contract above.
         unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>() }
     }
@@ -379,7 +409,11 @@ mod fast {
     }
 
     /// Convert a PyResult into the C-API convention.
-    unsafe fn ret<T>(py: Python<'_>, r: PyResult<T>, conv: impl FnOnce(T) -> *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe fn ret<T>(
+        py: Python<'_>,
+        r: PyResult<T>,
+        conv: impl FnOnce(T) -> *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
         match r {
             Ok(v) => conv(v),
             Err(e) => {
@@ -400,7 +434,9 @@ mod fast {
         // value per name in `kwnames`, all borrowed for the call.
         unsafe {
             let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
-            let pos: Vec<Bound<'py, PyAny>> = (0..nargs).map(|i| Bound::from_borrowed_ptr(py, *args.add(i))).collect();
+            let pos: Vec<Bound<'py, PyAny>> = (0..nargs)
+                .map(|i| Bound::from_borrowed_ptr(py, *args.add(i)))
+                .collect();
             let tuple = PyTuple::new(py, pos)?;
             if kwnames.is_null() {
                 return Ok((tuple, None));
@@ -441,7 +477,11 @@ mod fast {
     /// The timeout for the fast shapes: `()`, `(bool,)`, `(True, number)`;
     /// `None`: use the general parser.
     #[inline]
-    unsafe fn fast_timeout(args: *const *mut ffi::PyObject, nargsf: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> Option<i64> {
+    unsafe fn fast_timeout(
+        args: *const *mut ffi::PyObject,
+        nargsf: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> Option<i64> {
         // SAFETY: as in `general`.
         unsafe {
             if !kwnames.is_null() {
@@ -470,7 +510,12 @@ mod fast {
         /// `__exit__`'s name in its "takes no keyword arguments" error.
         const EXIT: &'static str;
         fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool>;
-        fn acquire_checked(&self, py: Python<'_>, a: &Bound<'_, PyTuple>, k: Option<&Bound<'_, PyDict>>) -> PyResult<bool>;
+        fn acquire_checked(
+            &self,
+            py: Python<'_>,
+            a: &Bound<'_, PyTuple>,
+            k: Option<&Bound<'_, PyDict>>,
+        ) -> PyResult<bool>;
         fn release_checked(&self) -> PyResult<()>;
     }
 
@@ -479,7 +524,12 @@ mod fast {
         fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
             PyLock::acquire_ns(self, py, timeout)
         }
-        fn acquire_checked(&self, py: Python<'_>, a: &Bound<'_, PyTuple>, k: Option<&Bound<'_, PyDict>>) -> PyResult<bool> {
+        fn acquire_checked(
+            &self,
+            py: Python<'_>,
+            a: &Bound<'_, PyTuple>,
+            k: Option<&Bound<'_, PyDict>>,
+        ) -> PyResult<bool> {
             self.acquire(py, a, k)
         }
         fn release_checked(&self) -> PyResult<()> {
@@ -492,7 +542,12 @@ mod fast {
         fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
             PyRLock::acquire_ns(self, py, timeout)
         }
-        fn acquire_checked(&self, py: Python<'_>, a: &Bound<'_, PyTuple>, k: Option<&Bound<'_, PyDict>>) -> PyResult<bool> {
+        fn acquire_checked(
+            &self,
+            py: Python<'_>,
+            a: &Bound<'_, PyTuple>,
+            k: Option<&Bound<'_, PyDict>>,
+        ) -> PyResult<bool> {
             self.acquire(py, a, k)
         }
         fn release_checked(&self) -> PyResult<()> {
@@ -514,18 +569,24 @@ mod fast {
             let l = this::<T>(py, slf);
             let r = match fast_timeout(args, nargsf, kwnames) {
                 Some(t) => l.get().acquire_ns(py, t),
-                None => general(py, args, nargsf, kwnames).and_then(|(a, k)| l.get().acquire_checked(py, &a, k.as_ref())),
+                None => general(py, args, nargsf, kwnames)
+                    .and_then(|(a, k)| l.get().acquire_checked(py, &a, k.as_ref())),
             };
             ret(py, r, |b| py_bool(b))
         }
     }
 
     /// `release` / `release_lock`.
-    unsafe extern "C" fn release<T: Hot>(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe extern "C" fn release<T: Hot>(
+        slf: *mut ffi::PyObject,
+        _unused: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
         // SAFETY: as in acquire.
         unsafe {
             let py = Python::assume_attached();
-            ret(py, this::<T>(py, slf).get().release_checked(), |()| py_none())
+            ret(py, this::<T>(py, slf).get().release_checked(), |()| {
+                py_none()
+            })
         }
     }
 
@@ -539,12 +600,16 @@ mod fast {
         // SAFETY: as in acquire.
         unsafe {
             let py = Python::assume_attached();
-            let r = no_kwnames(T::EXIT, kwnames).and_then(|()| this::<T>(py, slf).get().release_checked());
+            let r = no_kwnames(T::EXIT, kwnames)
+                .and_then(|()| this::<T>(py, slf).get().release_checked());
             ret(py, r, |()| py_none())
         }
     }
 
-    unsafe extern "C" fn rlock_is_owned(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe extern "C" fn rlock_is_owned(
+        slf: *mut ffi::PyObject,
+        _unused: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
         // SAFETY: as in acquire, with `slf` an RLock (or subclass) instance.
         unsafe {
             let py = Python::assume_attached();
@@ -552,18 +617,25 @@ mod fast {
         }
     }
 
-    unsafe extern "C" fn rlock_release_save(slf: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    unsafe extern "C" fn rlock_release_save(
+        slf: *mut ffi::PyObject,
+        _unused: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
         // SAFETY: as in acquire, with `slf` an RLock (or subclass) instance; `ret` builds the (count, owner) tuple.
         unsafe {
             let py = Python::assume_attached();
-            ret(py, this::<PyRLock>(py, slf).get()._release_save(), |(c, o)| {
-                let t = ffi::PyTuple_New(2);
-                if !t.is_null() {
-                    ffi::PyTuple_SET_ITEM(t, 0, ffi::PyLong_FromUnsignedLongLong(c));
-                    ffi::PyTuple_SET_ITEM(t, 1, ffi::PyLong_FromUnsignedLongLong(o));
-                }
-                t
-            })
+            ret(
+                py,
+                this::<PyRLock>(py, slf).get()._release_save(),
+                |(c, o)| {
+                    let t = ffi::PyTuple_New(2);
+                    if !t.is_null() {
+                        ffi::PyTuple_SET_ITEM(t, 0, ffi::PyLong_FromUnsignedLongLong(c));
+                        ffi::PyTuple_SET_ITEM(t, 1, ffi::PyLong_FromUnsignedLongLong(o));
+                    }
+                    t
+                },
+            )
         }
     }
 
@@ -579,7 +651,10 @@ mod fast {
             let py = Python::assume_attached();
             let this = this::<PyRLock>(py, slf);
             let l = this.get();
-            if kwnames.is_null() && ffi::PyVectorcall_NARGS(nargsf as usize) == 1 && diag::flags() == 0 {
+            if kwnames.is_null()
+                && ffi::PyVectorcall_NARGS(nargsf as usize) == 1
+                && diag::flags() == 0
+            {
                 let st = *args;
                 if ffi::PyTuple_CheckExact(st) != 0 && ffi::PyTuple_GET_SIZE(st) == 2 {
                     let (c, o) = (ffi::PyTuple_GET_ITEM(st, 0), ffi::PyTuple_GET_ITEM(st, 1));
@@ -595,7 +670,8 @@ mod fast {
                     }
                 }
             }
-            let r = general(py, args, nargsf, kwnames).and_then(|(a, k)| l._acquire_restore(py, &a, k.as_ref()));
+            let r = general(py, args, nargsf, kwnames)
+                .and_then(|(a, k)| l._acquire_restore(py, &a, k.as_ref()));
             ret(py, r, |()| py_none())
         }
     }
@@ -605,7 +681,12 @@ mod fast {
         NoArgs(NoArgs),
     }
 
-    fn install_one(tp: &Bound<'_, pyo3::types::PyType>, name: &'static std::ffi::CStr, doc_of: &str, entry: Entry) -> PyResult<()> {
+    fn install_one(
+        tp: &Bound<'_, pyo3::types::PyType>,
+        name: &'static std::ffi::CStr,
+        doc_of: &str,
+        entry: Entry,
+    ) -> PyResult<()> {
         let py = tp.py();
         // Stock's aliases share one docstring: take it from the PyO3 method `doc_of`.
         let doc: Option<std::ffi::CString> = tp
@@ -613,14 +694,26 @@ mod fast {
             .getattr("__doc__")?
             .extract::<Option<String>>()?
             .map(|d| std::ffi::CString::new(d).expect("no NUL in docstrings"));
-        let doc_ptr: *const c_char = doc.map_or(std::ptr::null(), |d| Box::leak(d.into_boxed_c_str()).as_ptr());
+        let doc_ptr: *const c_char = doc.map_or(std::ptr::null(), |d| {
+            Box::leak(d.into_boxed_c_str()).as_ptr()
+        });
         let (meth, flags) = match entry {
-            Entry::Fast(f) => (ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: f }, ffi::METH_FASTCALL | ffi::METH_KEYWORDS),
+            Entry::Fast(f) => (
+                ffi::PyMethodDefPointer {
+                    PyCFunctionFastWithKeywords: f,
+                },
+                ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ),
             Entry::NoArgs(f) => (ffi::PyMethodDefPointer { PyCFunction: f }, ffi::METH_NOARGS),
         };
         // Leaked: a method descriptor keeps a pointer to its PyMethodDef for
         // as long as the type lives, i.e. the process.
-        let def = Box::leak(Box::new(ffi::PyMethodDef { ml_name: name.as_ptr(), ml_meth: meth, ml_flags: flags, ml_doc: doc_ptr }));
+        let def = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: meth,
+            ml_flags: flags,
+            ml_doc: doc_ptr,
+        }));
         // SAFETY: attached; `def` is 'static; returns a new reference or NULL.
         let descr = unsafe { ffi::PyDescr_NewMethod(tp.as_type_ptr(), def) };
         if descr.is_null() {
@@ -653,8 +746,16 @@ mod fast {
             (c"acquire", "acquire", Entry::Fast(acquire::<PyRLock>)),
             (c"release", "release", Entry::NoArgs(release::<PyRLock>)),
             (c"_is_owned", "_is_owned", Entry::NoArgs(rlock_is_owned)),
-            (c"_release_save", "_release_save", Entry::NoArgs(rlock_release_save)),
-            (c"_acquire_restore", "_acquire_restore", Entry::Fast(rlock_acquire_restore)),
+            (
+                c"_release_save",
+                "_release_save",
+                Entry::NoArgs(rlock_release_save),
+            ),
+            (
+                c"_acquire_restore",
+                "_acquire_restore",
+                Entry::Fast(rlock_acquire_restore),
+            ),
         ] {
             install_one(&rlock, n, d, e)?;
         }

@@ -264,14 +264,22 @@ fn start_impl(
     no_keywords(name, kwargs)?;
     let n = args.len();
     if n < 2 {
-        return Err(PyTypeError::new_err(format!("start_new_thread expected at least 2 arguments, got {n}")));
+        return Err(PyTypeError::new_err(format!(
+            "start_new_thread expected at least 2 arguments, got {n}"
+        )));
     }
     if n > 3 {
-        return Err(PyTypeError::new_err(format!("start_new_thread expected at most 3 arguments, got {n}")));
+        return Err(PyTypeError::new_err(format!(
+            "start_new_thread expected at most 3 arguments, got {n}"
+        )));
     }
     let func = args.get_item(0)?;
     let fargs = args.get_item(1)?;
-    let kw = if n == 3 { Some(args.get_item(2)?) } else { None };
+    let kw = if n == 3 {
+        Some(args.get_item(2)?)
+    } else {
+        None
+    };
     if !func.is_callable() {
         return Err(PyTypeError::new_err("first arg must be callable"));
     }
@@ -304,7 +312,9 @@ fn start_impl(
         // SAFETY: attached; the main interpreter is the only one we run in.
         let ts = unsafe { capi::_PyThreadState_Prealloc(capi::PyInterpreterState_Main()) };
         if ts.is_null() {
-            return Err(PyErr::take(py).unwrap_or_else(|| pyo3::exceptions::PyMemoryError::new_err(())));
+            return Err(
+                PyErr::take(py).unwrap_or_else(|| pyo3::exceptions::PyMemoryError::new_err(()))
+            );
         }
         ts
     } else {
@@ -465,7 +475,9 @@ pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
         // SAFETY: attached; returns a borrowed dict (NULL only without a thread state).
         let d = unsafe { ffi::PyThreadState_GetDict() };
         if d.is_null() {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err("no thread state dict"));
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "no thread state dict",
+            ));
         }
         // SAFETY: `d` is a live dict borrowed from the thread state.
         let dict = unsafe { Bound::from_borrowed_ptr(py, d) }.cast_into::<PyDict>()?;
@@ -474,7 +486,10 @@ pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
                 old.get().armed.store(false, Ordering::Relaxed);
             }
         }
-        let rel = SentinelReleaser { lock: lock.clone_ref(py), armed: true.into() };
+        let rel = SentinelReleaser {
+            lock: lock.clone_ref(py),
+            armed: true.into(),
+        };
         dict.set_item(SENTINEL_KEY, Py::new(py, rel)?)?;
     }
     Ok(lock)
@@ -500,11 +515,22 @@ pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
 /// the suggested approach in the absence of more specific information).
 #[pyfunction]
 #[pyo3(signature = (*args, **kwargs), text_signature = None)]
-pub fn stack_size(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<usize> {
+pub fn stack_size(
+    py: Python<'_>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<usize> {
     no_keywords("stack_size", kwargs)?;
     let mut size: ffi::Py_ssize_t = 0;
     // SAFETY: "|n" writes one Py_ssize_t through the pointer; `args` is a tuple.
-    if unsafe { ffi::PyArg_ParseTuple(args.as_ptr(), c"|n:stack_size".as_ptr(), &mut size as *mut ffi::Py_ssize_t) } == 0 {
+    if unsafe {
+        ffi::PyArg_ParseTuple(
+            args.as_ptr(),
+            c"|n:stack_size".as_ptr(),
+            &mut size as *mut ffi::Py_ssize_t,
+        )
+    } == 0
+    {
         return Err(PyErr::fetch(py));
     }
     if size < 0 {
@@ -523,12 +549,23 @@ pub fn stack_size(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bou
 /// Note: the default signal handler for SIGINT raises ``KeyboardInterrupt``.
 #[pyfunction]
 #[pyo3(signature = (*args, **kwargs), text_signature = None)]
-pub fn interrupt_main(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+pub fn interrupt_main(
+    py: Python<'_>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<()> {
     no_keywords("interrupt_main", kwargs)?;
     let mut signum: std::os::raw::c_int = libc::SIGINT;
     // SAFETY: "|i" writes one C int through the pointer; `args` is a tuple.
     // (Stock parses with this very format, hence its "signum()" messages.)
-    if unsafe { ffi::PyArg_ParseTuple(args.as_ptr(), c"|i:signum".as_ptr(), &mut signum as *mut std::os::raw::c_int) } == 0 {
+    if unsafe {
+        ffi::PyArg_ParseTuple(
+            args.as_ptr(),
+            c"|i:signum".as_ptr(),
+            &mut signum as *mut std::os::raw::c_int,
+        )
+    } == 0
+    {
         return Err(PyErr::fetch(py));
     }
     // SAFETY: attached; returns nonzero for a signal number out of range.
@@ -540,7 +577,10 @@ pub fn interrupt_main(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<
 
 /// Raw `METH_NOARGS` `get_ident`: PyO3's wrapper costs more than the call
 /// itself, and `threading.current_thread()` calls this on every lookup.
-unsafe extern "C" fn get_ident_raw(_module: *mut ffi::PyObject, _unused: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn get_ident_raw(
+    _module: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: called by CPython with the GIL held; returns a new reference or NULL.
     unsafe { ffi::PyLong_FromUnsignedLongLong(ident::current()) }
 }
@@ -550,12 +590,19 @@ pub(crate) fn install_fast_get_ident(m: &Bound<'_, pyo3::types::PyModule>) -> Py
     let py = m.py();
     let doc: Option<String> = m.getattr("get_ident")?.getattr("__doc__")?.extract()?;
     let doc_ptr = doc.map_or(std::ptr::null(), |d| {
-        Box::leak(std::ffi::CString::new(d).expect("no NUL").into_boxed_c_str()).as_ptr()
+        Box::leak(
+            std::ffi::CString::new(d)
+                .expect("no NUL")
+                .into_boxed_c_str(),
+        )
+        .as_ptr()
     });
     // Leaked: the function object points at its PyMethodDef for its lifetime.
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"get_ident".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: get_ident_raw },
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: get_ident_raw,
+        },
         ml_flags: ffi::METH_NOARGS,
         ml_doc: doc_ptr,
     }));

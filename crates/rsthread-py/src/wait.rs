@@ -21,7 +21,6 @@ use crate::args::UNSET_TIMEOUT;
 /// Longest uninterrupted sleep of the main thread.
 pub const MAIN_SLICE_NS: u64 = 50_000_000;
 
-
 /// Wait for `block` to succeed within `timeout_ns` (`UNSET_TIMEOUT`: forever;
 /// must not be 0: the caller handles "try once"). Returns `Ok(false)` on
 /// timeout and `Err` if a signal handler raised.
@@ -46,7 +45,12 @@ pub fn make_pending_calls(py: Python<'_>) -> PyResult<()> {
 /// whenever a sleep ends without the lock (the diagnostics path wraps it to
 /// keep its wait record right when a signal handler takes locks).
 #[inline]
-pub fn acquire_timed_with<F, P>(py: Python<'_>, timeout_ns: i64, block: F, mut pending: P) -> PyResult<bool>
+pub fn acquire_timed_with<F, P>(
+    py: Python<'_>,
+    timeout_ns: i64,
+    block: F,
+    mut pending: P,
+) -> PyResult<bool>
 where
     F: Fn(Option<Deadline>) -> Acquire + Sync,
     P: FnMut(Python<'_>) -> PyResult<()>,

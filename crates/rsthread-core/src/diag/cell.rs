@@ -26,7 +26,10 @@
 
 use super::report::EventKind;
 use super::timeline::Event;
-use super::{global, LockClass, LockId, LockKind, OrderInversion, SiteId, ThreadId, HANG, LOCK_ORDER, PROFILE, TRACE};
+use super::{
+    global, LockClass, LockId, LockKind, OrderInversion, SiteId, ThreadId, HANG, LOCK_ORDER,
+    PROFILE, TRACE,
+};
 use crate::timeout::{coarse_ns, monotonic_ns};
 use rustc_hash::FxHashSet;
 use std::cell::RefCell;
@@ -220,7 +223,8 @@ impl LockCell {
             LockKind::RLock => true,
             LockKind::Lock => {
                 let b = self.bits();
-                b & SENTINEL != 0 || (b & RELEASED_BY_SELF != 0 && b & (RELEASED_BY_OTHER | SELF_BLOCKED) == 0)
+                b & SENTINEL != 0
+                    || (b & RELEASED_BY_SELF != 0 && b & (RELEASED_BY_OTHER | SELF_BLOCKED) == 0)
             }
         }
     }
@@ -243,13 +247,19 @@ impl LockCell {
     }
 
     pub(crate) fn reset_stats(&self) {
-        for a in [&self.acquisitions, &self.holds, &self.total_hold, &self.max_hold] {
+        for a in [
+            &self.acquisitions,
+            &self.holds,
+            &self.total_hold,
+            &self.max_hold,
+        ] {
             a.store(0, Ordering::Relaxed);
         }
     }
 
     fn init(&self, id: LockId, kind: LockKind, site: SiteId) {
-        self.kind.store(matches!(kind, LockKind::RLock) as u8, Ordering::Relaxed);
+        self.kind
+            .store(matches!(kind, LockKind::RLock) as u8, Ordering::Relaxed);
         self.site.store(site, Ordering::Relaxed);
         self.bits.store(0, Ordering::Relaxed);
         self.holder.store(0, Ordering::Relaxed);
@@ -269,7 +279,10 @@ impl LockCell {
 /// no read-modify-write needed.
 #[inline]
 fn bump(a: &AtomicU64, v: u64) {
-    a.store(a.load(Ordering::Relaxed).saturating_add(v), Ordering::Relaxed);
+    a.store(
+        a.load(Ordering::Relaxed).saturating_add(v),
+        Ordering::Relaxed,
+    );
 }
 
 // ----- slab --------------------------------------------------------------
@@ -288,7 +301,11 @@ impl Slab {
     pub(crate) fn alloc(&mut self, id: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
         if self.free.is_empty() {
             // Leaked on purpose: cells are never freed (see the module docs).
-            let chunk: &'static [LockCell] = Box::leak((0..CHUNK).map(|_| LockCell::EMPTY).collect::<Box<[LockCell]>>());
+            let chunk: &'static [LockCell] = Box::leak(
+                (0..CHUNK)
+                    .map(|_| LockCell::EMPTY)
+                    .collect::<Box<[LockCell]>>(),
+            );
             self.free.extend(chunk.iter());
         }
         let c = self.free.pop().expect("refilled above");
@@ -355,7 +372,10 @@ fn set_of(key: u64, bits: u32) -> usize {
 #[inline]
 fn lookup<V: Copy>(t: &[(u64, V)], key: u64, bits: u32) -> Option<V> {
     let i = set_of(key, bits);
-    [t[i], t[i + 1]].into_iter().find(|e| e.0 == key && key != 0).map(|e| e.1)
+    [t[i], t[i + 1]]
+        .into_iter()
+        .find(|e| e.0 == key && key != 0)
+        .map(|e| e.1)
 }
 
 /// Insert: the newest entry of a pair is first, so a new key pushes the
@@ -546,7 +566,11 @@ impl ThreadDiag {
     fn held_ids(&mut self, except: &LockCell) -> Vec<LockId> {
         let me = self.me;
         self.held.retain(|h| h.live(me));
-        self.held.iter().filter(|h| !std::ptr::eq(h.cell, except)).map(|h| h.id).collect()
+        self.held
+            .iter()
+            .filter(|h| !std::ptr::eq(h.cell, except))
+            .map(|h| h.id)
+            .collect()
     }
 
     /// The edge "`h` held, then `cell` acquired", if `h` is still held by
@@ -556,14 +580,21 @@ impl ThreadDiag {
             return None;
         }
         let (from, to) = (h.cell.class(), cell.class());
-        Some(if from == to { Seen::Objects(h.id, cell.id()) } else { Seen::Classes(from, to) })
+        Some(if from == to {
+            Seen::Objects(h.id, cell.id())
+        } else {
+            Seen::Classes(from, to)
+        })
     }
 
     /// Whether acquiring `cell` adds no lock-order edge not known to be
     /// recorded already.
     fn edges_known(&self, cell: &LockCell) -> bool {
         self.held.iter().all(|h| {
-            !h.cell.orders() || self.edge_key(h, cell).is_none_or(|k| self.seen.contains(&k))
+            !h.cell.orders()
+                || self
+                    .edge_key(h, cell)
+                    .is_none_or(|k| self.seen.contains(&k))
         })
     }
 
@@ -571,7 +602,11 @@ impl ThreadDiag {
         if self.seen.len() > MAX_SEEN {
             self.seen.clear();
         }
-        let keys: Vec<Seen> = self.held.iter().filter_map(|h| self.edge_key(h, cell)).collect();
+        let keys: Vec<Seen> = self
+            .held
+            .iter()
+            .filter_map(|h| self.edge_key(h, cell))
+            .collect();
         self.seen.extend(keys);
     }
 
@@ -580,7 +615,10 @@ impl ThreadDiag {
             let me = self.me;
             self.held.retain(|h| h.live(me));
         }
-        self.held.push(Held { cell, id: cell.id() });
+        self.held.push(Held {
+            cell,
+            id: cell.id(),
+        });
     }
 
     /// Buffer a hold event of `cell` (under [`TRACE`]).
@@ -588,7 +626,15 @@ impl ThreadDiag {
         if self.tid == 0 {
             self.tid = crate::ident::native();
         }
-        self.events.push(Event::new(ts, self.tid, kind, cell.id(), cell.kind(), cell.site(), aux));
+        self.events.push(Event::new(
+            ts,
+            self.tid,
+            kind,
+            cell.id(),
+            cell.kind(),
+            cell.site(),
+            aux,
+        ));
     }
 
     fn pop_held(&mut self, cell: &LockCell) {
@@ -607,7 +653,8 @@ impl ThreadDiag {
         let flags = g.flags();
         self.ops = self.ops.wrapping_add(1);
         let batch_full = flags & TRACE != 0 && self.events.len() >= EVENT_BATCH;
-        let slow = !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 || batch_full;
+        let slow =
+            !self.known || self.sync || g.dirty() || cell.bits() & ORPHANED != 0 || batch_full;
         (!slow).then_some(flags)
     }
 
@@ -615,7 +662,9 @@ impl ThreadDiag {
     /// false if the caller must call [`acquired`] (the slow path).
     #[inline]
     pub fn acquired_fast(&mut self, cell: &'static LockCell, site: SiteId, blocking: bool) -> bool {
-        let Some(flags) = self.fast_flags(cell) else { return false };
+        let Some(flags) = self.fast_flags(cell) else {
+            return false;
+        };
         let trace = flags & TRACE != 0;
         let me = self.me;
         let holder = cell.holder_raw();
@@ -649,7 +698,9 @@ impl ThreadDiag {
     /// recorded, false if the caller must call [`released`].
     #[inline]
     pub fn released_fast(&mut self, cell: &'static LockCell) -> bool {
-        let Some(flags) = self.fast_flags(cell) else { return false };
+        let Some(flags) = self.fast_flags(cell) else {
+            return false;
+        };
         let trace = flags & TRACE != 0;
         match cell.holder_raw() {
             0 => true, // no hold recorded: nothing to end
@@ -680,7 +731,13 @@ impl ThreadDiag {
 /// (`blocking` and `waited_ns` as for [`super::acquired`]). Call after the
 /// real acquire succeeded, outside [`with_thread`]. Returns a lock-order
 /// inversion to report.
-pub fn acquired(cell: &'static LockCell, me: ThreadId, site: SiteId, blocking: bool, waited_ns: u64) -> Option<OrderInversion> {
+pub fn acquired(
+    cell: &'static LockCell,
+    me: ThreadId,
+    site: SiteId,
+    blocking: bool,
+    waited_ns: u64,
+) -> Option<OrderInversion> {
     if waited_ns == 0 && with_thread(|l| l.acquired_fast(cell, site, blocking)) == Some(true) {
         return None;
     }
@@ -689,7 +746,13 @@ pub fn acquired(cell: &'static LockCell, me: ThreadId, site: SiteId, blocking: b
 
 /// The slow path of [`acquired`] (after [`ThreadDiag::acquired_fast`]
 /// declined): the state does it all, with our hold stack for the edges.
-pub fn acquired_slow(cell: &'static LockCell, me: ThreadId, site: SiteId, blocking: bool, waited_ns: u64) -> Option<OrderInversion> {
+pub fn acquired_slow(
+    cell: &'static LockCell,
+    me: ThreadId,
+    site: SiteId,
+    blocking: bool,
+    waited_ns: u64,
+) -> Option<OrderInversion> {
     let g = global();
     let flags = g.flags();
     let reentry = cell.holder_raw() == me && cell.kind() == LockKind::RLock;
@@ -748,13 +811,24 @@ mod tests {
         let mut c = new_site_cache();
         // Three code addresses that fall in one pair of slots.
         let set = set_of(0x1000, SKIP_BITS);
-        let keys: Vec<u64> = (1..).map(|i| 0x1000 + 16 * i).filter(|&k| set_of(k, SKIP_BITS) == set).take(3).collect();
+        let keys: Vec<u64> = (1..)
+            .map(|i| 0x1000 + 16 * i)
+            .filter(|&k| set_of(k, SKIP_BITS) == set)
+            .take(3)
+            .collect();
         c.set_skip(0x1000, true);
         c.set_skip(keys[0], false);
-        assert_eq!((c.skip_of(0x1000), c.skip_of(keys[0])), (Some(true), Some(false)), "both of a colliding pair stay");
+        assert_eq!(
+            (c.skip_of(0x1000), c.skip_of(keys[0])),
+            (Some(true), Some(false)),
+            "both of a colliding pair stay"
+        );
         c.set_skip(keys[1], true);
         assert_eq!(c.skip_of(0x1000), None, "the older one goes");
-        assert_eq!((c.skip_of(keys[0]), c.skip_of(keys[1])), (Some(false), Some(true)));
+        assert_eq!(
+            (c.skip_of(keys[0]), c.skip_of(keys[1])),
+            (Some(false), Some(true))
+        );
         assert_eq!(c.skip_of(keys[2]), None);
         assert_eq!(c.skip_of(0), None, "0 is never a key");
         c.set_site(42, 7);

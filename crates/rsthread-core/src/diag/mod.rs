@@ -255,7 +255,9 @@ impl Default for Diagnostics {
 
 impl std::fmt::Debug for Diagnostics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Diagnostics").field("flags", &self.flags()).finish_non_exhaustive()
+        f.debug_struct("Diagnostics")
+            .field("flags", &self.flags())
+            .finish_non_exhaustive()
     }
 }
 
@@ -360,10 +362,19 @@ impl Diagnostics {
     }
 
     /// `timed`: read the clock into `Ctx::now` (else 0).
-    fn run_at<R>(&self, g: &mut Option<State>, timed: bool, f: impl FnOnce(&mut State, &Ctx) -> R) -> R {
+    fn run_at<R>(
+        &self,
+        g: &mut Option<State>,
+        timed: bool,
+        f: impl FnOnce(&mut State, &Ctx) -> R,
+    ) -> R {
         let s = g.get_or_insert_with(|| State::new(self.timeline_capacity()));
         let now = if timed { (self.clock)() } else { 0 };
-        let cx = Ctx { now, flags: self.flags(), report_timed: self.report_timed() };
+        let cx = Ctx {
+            now,
+            flags: self.flags(),
+            report_timed: self.report_timed(),
+        };
         f(s, &cx)
     }
 
@@ -667,7 +678,13 @@ pub fn leaked_at_exit() -> Vec<Leak> {
     GLOBAL.leaked_at_exit()
 }
 /// See [`Diagnostics::acquired`].
-pub fn acquired(t: ThreadId, lock: LockId, site: SiteId, blocking: bool, waited_ns: u64) -> Option<OrderInversion> {
+pub fn acquired(
+    t: ThreadId,
+    lock: LockId,
+    site: SiteId,
+    blocking: bool,
+    waited_ns: u64,
+) -> Option<OrderInversion> {
     GLOBAL.acquired(t, lock, site, blocking, waited_ns)
 }
 /// See [`Diagnostics::released`].
@@ -737,7 +754,10 @@ pub fn export_chrome_trace<W: Write + ?Sized>(w: &mut W) -> io::Result<()> {
 }
 
 /// The global state and site table locks, held across `fork()`.
-type ForkGuards = (MutexGuard<'static, Option<State>>, MutexGuard<'static, Option<sites::Interner>>);
+type ForkGuards = (
+    MutexGuard<'static, Option<State>>,
+    MutexGuard<'static, Option<sites::Interner>>,
+);
 
 thread_local! {
     /// The global state and site table, held from `before_fork` until the

@@ -16,7 +16,10 @@ pub(crate) struct Interner {
 
 impl Interner {
     fn new() -> Interner {
-        let mut i = Interner { ids: HashMap::new(), names: Vec::new() };
+        let mut i = Interner {
+            ids: HashMap::new(),
+            names: Vec::new(),
+        };
         i.names.push("<unknown>".into());
         debug_assert_eq!(UNKNOWN_SITE, 0);
         i

@@ -3,10 +3,15 @@
 //! graph, statistics, pending leaks and the timeline. Always used under the
 //! owner's mutex; see the module docs of `diag` for the rules.
 
-use super::cell::{self, LockCell, ORPHANED, RELEASED_BY_OTHER, RELEASED_BY_SELF, SELF_BLOCKED, SENTINEL};
+use super::cell::{
+    self, LockCell, ORPHANED, RELEASED_BY_OTHER, RELEASED_BY_SELF, SELF_BLOCKED, SENTINEL,
+};
 use super::report::*;
 use super::timeline::{Event, Timeline, TraceData};
-use super::{LockClass, LockId, LockKind, SiteId, ThreadId, DEADLOCK, LOCK_ORDER, PROFILE, TRACE, UNKNOWN_SITE};
+use super::{
+    LockClass, LockId, LockKind, SiteId, ThreadId, DEADLOCK, LOCK_ORDER, PROFILE, TRACE,
+    UNKNOWN_SITE,
+};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::VecDeque;
 
@@ -54,7 +59,13 @@ struct ThreadRec {
 
 impl ThreadRec {
     fn new(native: u64, name: Option<String>, implicit: bool) -> ThreadRec {
-        ThreadRec { native, name, implicit, wait: None, interrupted: None }
+        ThreadRec {
+            native,
+            name,
+            implicit,
+            wait: None,
+            interrupted: None,
+        }
     }
     fn tid(&self, ident: ThreadId) -> u64 {
         if self.native != 0 {
@@ -77,7 +88,11 @@ struct LockRec {
 
 impl LockRec {
     fn lref(&self, id: LockId) -> LockRef {
-        LockRef { id, kind: self.cell.kind(), site: self.cell.site() }
+        LockRef {
+            id,
+            kind: self.cell.kind(),
+            site: self.cell.site(),
+        }
     }
     fn holder(&self) -> Option<ThreadId> {
         self.cell.holder()
@@ -130,12 +145,19 @@ impl OrderGraph {
         // The shortest path to -> ... -> from closes the cycle with the new edge.
         let path = shortest_path(to, from, |c| self.adj.get(&c).cloned().unwrap_or_default())?;
         let mut key = path.clone();
-        let min = key.iter().enumerate().min_by_key(|(_, c)| **c).map_or(0, |(i, _)| i);
+        let min = key
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| **c)
+            .map_or(0, |(i, _)| i);
         key.rotate_left(min);
         if !self.reported.insert(key) {
             return None;
         }
-        let mut edges: Vec<OrderEdge> = path.windows(2).map(|w| self.edges[&(w[0], w[1])].edge(w[0], w[1])).collect();
+        let mut edges: Vec<OrderEdge> = path
+            .windows(2)
+            .map(|w| self.edges[&(w[0], w[1])].edge(w[0], w[1]))
+            .collect();
         edges.push(self.edges[&(from, to)].edge(from, to));
         Some(edges)
     }
@@ -207,7 +229,11 @@ impl State {
         self.threads.entry(t).or_insert_with(|| {
             // Met through its own call (the binding's case): its kernel id is
             // at hand, and the fast path's timeline events use it too.
-            let native = if t == crate::ident::current() { crate::ident::native() } else { 0 };
+            let native = if t == crate::ident::current() {
+                crate::ident::native()
+            } else {
+                0
+            };
             ThreadRec::new(native, None, true)
         })
     }
@@ -228,8 +254,16 @@ impl State {
 
     fn tref(&self, t: ThreadId) -> ThreadRef {
         match self.threads.get(&t) {
-            Some(r) => ThreadRef { ident: t, native: r.native, name: r.name.clone() },
-            None => ThreadRef { ident: t, native: 0, name: None },
+            Some(r) => ThreadRef {
+                ident: t,
+                native: r.native,
+                name: r.name.clone(),
+            },
+            None => ThreadRef {
+                ident: t,
+                native: 0,
+                name: None,
+            },
         }
     }
 
@@ -267,7 +301,11 @@ impl State {
     fn lref(&self, l: LockId) -> LockRef {
         match self.locks.get(&l) {
             Some(r) => r.lref(l),
-            None => LockRef { id: l, kind: LockKind::Lock, site: UNKNOWN_SITE },
+            None => LockRef {
+                id: l,
+                kind: LockKind::Lock,
+                site: UNKNOWN_SITE,
+            },
         }
     }
 
@@ -277,17 +315,26 @@ impl State {
         }
         let tid = self.tid(t);
         let (lk, site) = match kind {
-            EventKind::ThreadStart | EventKind::ThreadEnd | EventKind::Deadlock | EventKind::Inversion => {
-                (LockKind::Lock, UNKNOWN_SITE)
-            }
-            _ => self.locks.get(&lock).map_or((LockKind::Lock, UNKNOWN_SITE), |l| (l.cell.kind(), l.cell.site())),
+            EventKind::ThreadStart
+            | EventKind::ThreadEnd
+            | EventKind::Deadlock
+            | EventKind::Inversion => (LockKind::Lock, UNKNOWN_SITE),
+            _ => self
+                .locks
+                .get(&lock)
+                .map_or((LockKind::Lock, UNKNOWN_SITE), |l| {
+                    (l.cell.kind(), l.cell.site())
+                }),
         };
-        self.timeline.push(Event::new(cx.now, tid, kind, lock, lk, site, aux));
+        self.timeline
+            .push(Event::new(cx.now, tid, kind, lock, lk, site, aux));
     }
 
     /// Install or clear `t`'s wait, keeping the waiting counters right.
     fn set_wait(&mut self, t: ThreadId, w: Option<WaitRec>) {
-        let Some(r) = self.threads.get_mut(&t) else { return };
+        let Some(r) = self.threads.get_mut(&t) else {
+            return;
+        };
         if let Some(old) = r.wait.take() {
             if old.timed {
                 self.waiting_timed -= 1
@@ -313,7 +360,9 @@ impl State {
 
     /// Close `lock`'s current hold (stats, timeline); `releaser` is who released it.
     fn end_hold(&mut self, cx: &Ctx, lock: LockId, releaser: ThreadId) {
-        let Some(l) = self.locks.get(&lock) else { return };
+        let Some(l) = self.locks.get(&lock) else {
+            return;
+        };
         if l.holder().is_none() {
             return;
         }
@@ -335,13 +384,25 @@ impl State {
 
     // ----- registries ----------------------------------------------------
 
-    pub(crate) fn lock_created(&mut self, lock: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
+    pub(crate) fn lock_created(
+        &mut self,
+        lock: LockId,
+        kind: LockKind,
+        site: SiteId,
+    ) -> &'static LockCell {
         // A reused id: the old object is gone.
         if self.locks.contains_key(&lock) {
             self.drop_lock(lock);
         }
         let c = self.slab.alloc(lock, kind, site);
-        self.locks.insert(lock, LockRec { cell: c, orphaned_by: None, partners: Vec::new() });
+        self.locks.insert(
+            lock,
+            LockRec {
+                cell: c,
+                orphaned_by: None,
+                partners: Vec::new(),
+            },
+        );
         c
     }
 
@@ -362,7 +423,9 @@ impl State {
     }
 
     fn drop_lock(&mut self, lock: LockId) {
-        let Some(l) = self.locks.remove(&lock) else { return };
+        let Some(l) = self.locks.remove(&lock) else {
+            return;
+        };
         self.pending_leaks.remove(&lock);
         let st = l.cell.stats();
         if st != cell::CellStats::default() {
@@ -381,7 +444,13 @@ impl State {
         self.slab.free(l.cell);
     }
 
-    pub(crate) fn thread_started(&mut self, cx: &Ctx, t: ThreadId, native: u64, name: Option<String>) {
+    pub(crate) fn thread_started(
+        &mut self,
+        cx: &Ctx,
+        t: ThreadId,
+        native: u64,
+        name: Option<String>,
+    ) {
         match self.threads.get_mut(&t) {
             Some(r) if r.implicit => {
                 r.native = native;
@@ -402,14 +471,17 @@ impl State {
     }
 
     fn record_name(&mut self, t: ThreadId) {
-        let Some(r) = self.threads.get(&t) else { return };
+        let Some(r) = self.threads.get(&t) else {
+            return;
+        };
         let tid = r.tid(t);
         let name = r.name.clone().unwrap_or_else(|| format!("thread {t:#x}"));
         self.timeline.names.insert(tid, name);
         if !self.timeline.names_need_pruning(self.threads.len()) {
             return;
         }
-        let live: std::collections::HashSet<u64> = self.threads.iter().map(|(&i, r)| r.tid(i)).collect();
+        let live: std::collections::HashSet<u64> =
+            self.threads.iter().map(|(&i, r)| r.tid(i)).collect();
         self.timeline.prune_names(&live);
     }
 
@@ -462,7 +534,9 @@ impl State {
             .pending_leaks
             .iter()
             .filter(|(id, _)| {
-                self.locks.get(id).is_some_and(|l| l.cell.bits() & (RELEASED_BY_OTHER | SELF_BLOCKED) == 0)
+                self.locks
+                    .get(id)
+                    .is_some_and(|l| l.cell.bits() & (RELEASED_BY_OTHER | SELF_BLOCKED) == 0)
             })
             .map(|(_, l)| l.clone())
             .collect();
@@ -528,7 +602,10 @@ impl State {
                 acc.contended += 1;
                 acc.total_wait = acc.total_wait.saturating_add(waited_ns);
                 acc.max_wait = acc.max_wait.max(waited_ns);
-                let s = acc.sites.entry(site).or_insert_with(|| SiteStats { site, ..Default::default() });
+                let s = acc.sites.entry(site).or_insert_with(|| SiteStats {
+                    site,
+                    ..Default::default()
+                });
                 s.contended += 1;
                 s.total_wait_ns = s.total_wait_ns.saturating_add(waited_ns);
                 s.max_wait_ns = s.max_wait_ns.max(waited_ns);
@@ -571,19 +648,37 @@ impl State {
         let me = self.tref(t);
         let mut best: Option<OrderInversion> = None;
         for (h, from, held_site) in held {
-            let rec = EdgeRec { from_lock: h, to_lock: lock, held_site, acquire_site: site, thread: me.clone() };
+            let rec = EdgeRec {
+                from_lock: h,
+                to_lock: lock,
+                held_site,
+                acquire_site: site,
+                thread: me.clone(),
+            };
             let found = if from == to {
-                self.same_class_pair(h, lock, rec).map(|edges| (true, edges))
+                self.same_class_pair(h, lock, rec)
+                    .map(|edges| (true, edges))
             } else {
-                self.order.add_edge(from, to, rec).map(|edges| (false, edges))
+                self.order
+                    .add_edge(from, to, rec)
+                    .map(|edges| (false, edges))
             };
             if let Some((same_class, edges)) = found {
                 // An edge recorded while its held lock still looked like a
                 // mutex, before another thread released it (a signal lock:
                 // its "hold" orders nothing), is no evidence.
-                let stale = edges.iter().any(|e| self.locks.get(&e.from_lock).is_some_and(|l| !l.cell.orders()));
+                let stale = edges.iter().any(|e| {
+                    self.locks
+                        .get(&e.from_lock)
+                        .is_some_and(|l| !l.cell.orders())
+                });
                 if !stale && best.as_ref().is_none_or(|b| edges.len() < b.edges.len()) {
-                    best = Some(OrderInversion { thread: t, at_ns: cx.now, same_class, edges });
+                    best = Some(OrderInversion {
+                        thread: t,
+                        at_ns: cx.now,
+                        same_class,
+                        edges,
+                    });
                 }
             }
         }
@@ -596,7 +691,9 @@ impl State {
     /// cycle of two; forks taken in a ring, of five), once per cycle.
     fn same_class_pair(&mut self, h: LockId, lock: LockId, rec: EdgeRec) -> Option<Vec<OrderEdge>> {
         let class = self.locks[&lock].cell.class();
-        if self.order.pairs.contains_key(&(h, lock)) || self.order.pairs.len() >= MAX_SAME_CLASS_PAIRS {
+        if self.order.pairs.contains_key(&(h, lock))
+            || self.order.pairs.len() >= MAX_SAME_CLASS_PAIRS
+        {
             return None;
         }
         self.order.pairs.insert((h, lock), rec);
@@ -611,7 +708,11 @@ impl State {
         let (locks, pairs) = (&self.locks, &self.order.pairs);
         let path = shortest_path(lock, h, |x| {
             locks.get(&x).map_or_else(Vec::new, |l| {
-                l.partners.iter().copied().filter(|&y| pairs.contains_key(&(x, y))).collect()
+                l.partners
+                    .iter()
+                    .copied()
+                    .filter(|&y| pairs.contains_key(&(x, y)))
+                    .collect()
             })
         })?;
         let mut key = path.clone();
@@ -619,8 +720,10 @@ impl State {
         if !self.order.reported_cycles.insert(key) {
             return None;
         }
-        let mut edges: Vec<OrderEdge> =
-            path.windows(2).map(|w| self.order.pairs[&(w[0], w[1])].edge(class, class)).collect();
+        let mut edges: Vec<OrderEdge> = path
+            .windows(2)
+            .map(|w| self.order.pairs[&(w[0], w[1])].edge(class, class))
+            .collect();
         edges.push(self.order.pairs[&(h, lock)].edge(class, class));
         Some(edges)
     }
@@ -641,7 +744,11 @@ impl State {
         }
         match c.holder() {
             Some(h) => {
-                c.set_bit(if h == t { RELEASED_BY_SELF } else { RELEASED_BY_OTHER });
+                c.set_bit(if h == t {
+                    RELEASED_BY_SELF
+                } else {
+                    RELEASED_BY_OTHER
+                });
                 self.end_hold(cx, lock, t);
             }
             None => {
@@ -677,7 +784,13 @@ impl State {
 
     // ----- waits ---------------------------------------------------------
 
-    pub(crate) fn wait_begin(&mut self, cx: &Ctx, t: ThreadId, lock: LockId, timed: bool) -> Option<Deadlock> {
+    pub(crate) fn wait_begin(
+        &mut self,
+        cx: &Ctx,
+        t: ThreadId,
+        lock: LockId,
+        timed: bool,
+    ) -> Option<Deadlock> {
         self.thread_entry(t);
         let c = self.lock_entry(lock).cell;
         if c.kind() == LockKind::Lock && c.holder() == Some(t) {
@@ -685,7 +798,9 @@ impl State {
         }
         let r = self.threads.get_mut(&t).expect("entry made above");
         let (since, episode) = match r.interrupted.take() {
-            Some((p, ended)) if p.lock == lock && cx.now.saturating_sub(ended) <= RETRY_GRACE_NS => {
+            Some((p, ended))
+                if p.lock == lock && cx.now.saturating_sub(ended) <= RETRY_GRACE_NS =>
+            {
                 (p.since, p.episode)
             }
             _ => {
@@ -693,7 +808,15 @@ impl State {
                 (cx.now, self.next_episode)
             }
         };
-        self.set_wait(t, Some(WaitRec { lock, since, timed, episode }));
+        self.set_wait(
+            t,
+            Some(WaitRec {
+                lock,
+                since,
+                timed,
+                episode,
+            }),
+        );
         self.event(cx, t, EventKind::WaitBegin, lock, timed as u32);
         if cx.on(DEADLOCK) {
             self.detect(cx, t)
@@ -703,9 +826,15 @@ impl State {
     }
 
     pub(crate) fn wait_end(&mut self, cx: &Ctx, t: ThreadId, lock: LockId, acquired: bool) {
-        let Some(r) = self.threads.get_mut(&t) else { return };
+        let Some(r) = self.threads.get_mut(&t) else {
+            return;
+        };
         let w = r.wait;
-        r.interrupted = if acquired { None } else { w.filter(|w| w.lock == lock).map(|w| (w, cx.now)) };
+        r.interrupted = if acquired {
+            None
+        } else {
+            w.filter(|w| w.lock == lock).map(|w| (w, cx.now))
+        };
         self.set_wait(t, None);
         if acquired {
             self.forget_reported(t);
@@ -714,15 +843,23 @@ impl State {
     }
 
     fn all_blocked(&self, report_timed: bool) -> bool {
-        let waiting = if report_timed { self.waiting_untimed + self.waiting_timed } else { self.waiting_untimed };
+        let waiting = if report_timed {
+            self.waiting_untimed + self.waiting_timed
+        } else {
+            self.waiting_untimed
+        };
         if self.threads.is_empty() || waiting != self.threads.len() {
             return false;
         }
         // A thread whose lock was released has not woken up yet, but it is
         // not blocked: it will take the lock (a notify just happened).
-        self.threads
-            .values()
-            .all(|r| r.wait.is_some_and(|w| self.locks.get(&w.lock).is_some_and(|l| l.holder().is_some())))
+        self.threads.values().all(|r| {
+            r.wait.is_some_and(|w| {
+                self.locks
+                    .get(&w.lock)
+                    .is_some_and(|l| l.holder().is_some())
+            })
+        })
     }
 
     /// Follow the wait-for chain from `start` (which should be waiting).
@@ -731,15 +868,27 @@ impl State {
         let mut pos: HashMap<ThreadId, usize> = HashMap::default();
         let mut cur = start;
         loop {
-            let Some(r) = self.threads.get(&cur) else { return (links, End::HolderExited(cur)) };
-            let Some(w) = r.wait else { return (links, End::Running(cur)) };
+            let Some(r) = self.threads.get(&cur) else {
+                return (links, End::HolderExited(cur));
+            };
+            let Some(w) = r.wait else {
+                return (links, End::Running(cur));
+            };
             let l = self.locks.get(&w.lock);
             let holder = l.and_then(LockRec::holder);
             pos.insert(cur, links.len());
-            links.push(Link { thread: cur, lock: w.lock, holder });
+            links.push(Link {
+                thread: cur,
+                lock: w.lock,
+                holder,
+            });
             match holder {
                 None => {
-                    return (links, l.and_then(|l| l.orphaned_by).map_or(End::NoHolder, End::HolderExited));
+                    return (
+                        links,
+                        l.and_then(|l| l.orphaned_by)
+                            .map_or(End::NoHolder, End::HolderExited),
+                    );
                 }
                 Some(h) => {
                     if let Some(&i) = pos.get(&h) {
@@ -753,11 +902,16 @@ impl State {
 
     /// Which rule (if any) makes `cycle` a deadlock now.
     fn cycle_rule(&self, cycle: &[Link], report_timed: bool) -> Option<DeadlockRule> {
-        let timed = cycle.iter().any(|k| self.threads[&k.thread].wait.is_some_and(|w| w.timed));
+        let timed = cycle
+            .iter()
+            .any(|k| self.threads[&k.thread].wait.is_some_and(|w| w.timed));
         if timed && !report_timed {
             return None;
         }
-        let definite = cycle.len() > 1 && cycle.iter().all(|k| self.locks.get(&k.lock).is_some_and(|l| l.cell.owned()));
+        let definite = cycle.len() > 1
+            && cycle
+                .iter()
+                .all(|k| self.locks.get(&k.lock).is_some_and(|l| l.cell.owned()));
         if definite {
             Some(DeadlockRule::Definite)
         } else if self.all_blocked(report_timed) {
@@ -793,16 +947,17 @@ impl State {
     pub(crate) fn detect(&mut self, cx: &Ctx, t: ThreadId) -> Option<Deadlock> {
         let mut found: Vec<(DeadlockRule, Vec<Link>)> = Vec::new();
         let mut keys: Vec<Vec<(ThreadId, LockId)>> = Vec::new();
-        let mut consider = |s: &State, cycle: Vec<Link>, found: &mut Vec<(DeadlockRule, Vec<Link>)>| {
-            let key = Self::cycle_key(&cycle);
-            if s.reported.contains(&key) || keys.contains(&key) {
-                return;
-            }
-            if let Some(rule) = s.cycle_rule(&cycle, cx.report_timed) {
-                keys.push(key);
-                found.push((rule, cycle));
-            }
-        };
+        let mut consider =
+            |s: &State, cycle: Vec<Link>, found: &mut Vec<(DeadlockRule, Vec<Link>)>| {
+                let key = Self::cycle_key(&cycle);
+                if s.reported.contains(&key) || keys.contains(&key) {
+                    return;
+                }
+                if let Some(rule) = s.cycle_rule(&cycle, cx.report_timed) {
+                    keys.push(key);
+                    found.push((rule, cycle));
+                }
+            };
         if self.threads.get(&t).is_some_and(|r| r.wait.is_some()) {
             let (mut links, end) = self.follow(t);
             if let End::Cycle(i) = end {
@@ -810,8 +965,12 @@ impl State {
             }
         }
         if self.all_blocked(cx.report_timed) {
-            let mut waiting: Vec<ThreadId> =
-                self.threads.iter().filter(|(_, r)| r.wait.is_some()).map(|(&i, _)| i).collect();
+            let mut waiting: Vec<ThreadId> = self
+                .threads
+                .iter()
+                .filter(|(_, r)| r.wait.is_some())
+                .map(|(&i, _)| i)
+                .collect();
             waiting.sort_unstable();
             for u in waiting {
                 let (mut links, end) = self.follow(u);
@@ -868,12 +1027,19 @@ impl State {
             })
             .collect();
         threads.sort_by_key(|s| s.thread.ident);
-        Snapshot { taken_ns: now, threads }
+        Snapshot {
+            taken_ns: now,
+            threads,
+        }
     }
 
     pub(crate) fn wait_chains(&self) -> Vec<WaitChain> {
-        let mut waiting: Vec<ThreadId> =
-            self.threads.iter().filter(|(_, r)| r.wait.is_some()).map(|(&i, _)| i).collect();
+        let mut waiting: Vec<ThreadId> = self
+            .threads
+            .iter()
+            .filter(|(_, r)| r.wait.is_some())
+            .map(|(&i, _)| i)
+            .collect();
         waiting.sort_unstable();
         waiting
             .into_iter()
@@ -909,11 +1075,18 @@ impl State {
             .iter()
             .filter_map(|(&t, r)| {
                 let w = r.wait.as_ref()?;
-                (now.saturating_sub(w.since) >= threshold_ns)
-                    .then(|| LongWait { thread: self.tref(t), wait: self.wait_state(now, w) })
+                (now.saturating_sub(w.since) >= threshold_ns).then(|| LongWait {
+                    thread: self.tref(t),
+                    wait: self.wait_state(now, w),
+                })
             })
             .collect();
-        v.sort_by(|a, b| b.wait.waited_ns.cmp(&a.wait.waited_ns).then(a.thread.ident.cmp(&b.thread.ident)));
+        v.sort_by(|a, b| {
+            b.wait
+                .waited_ns
+                .cmp(&a.wait.waited_ns)
+                .then(a.thread.ident.cmp(&b.thread.ident))
+        });
         v
     }
 
@@ -933,7 +1106,10 @@ impl State {
             .map(|(class, a)| {
                 let mut sites: Vec<SiteStats> = a.sites.values().cloned().collect();
                 sites.sort_by(|x, y| {
-                    y.total_wait_ns.cmp(&x.total_wait_ns).then(y.contended.cmp(&x.contended)).then(x.site.cmp(&y.site))
+                    y.total_wait_ns
+                        .cmp(&x.total_wait_ns)
+                        .then(y.contended.cmp(&x.contended))
+                        .then(x.site.cmp(&y.site))
                 });
                 sites.truncate(top_sites);
                 ClassStats {
@@ -951,7 +1127,10 @@ impl State {
             })
             .collect();
         v.sort_by(|x, y| {
-            y.total_wait_ns.cmp(&x.total_wait_ns).then(y.acquisitions.cmp(&x.acquisitions)).then(x.class.cmp(&y.class))
+            y.total_wait_ns
+                .cmp(&x.total_wait_ns)
+                .then(y.acquisitions.cmp(&x.acquisitions))
+                .then(x.class.cmp(&y.class))
         });
         v
     }
@@ -985,7 +1164,10 @@ impl State {
     }
 
     pub(crate) fn reset_after_fork(&mut self, surviving: ThreadId, native: u64) {
-        let mut me = self.threads.remove(&surviving).unwrap_or_else(|| ThreadRec::new(native, None, true));
+        let mut me = self
+            .threads
+            .remove(&surviving)
+            .unwrap_or_else(|| ThreadRec::new(native, None, true));
         me.native = native;
         me.wait = None;
         me.interrupted = None;
@@ -1012,7 +1194,11 @@ impl State {
 
 /// The shortest path `from -> ... -> to` in the graph given by `next`
 /// (breadth-first), as the list of its nodes.
-fn shortest_path<K: Copy + Eq + std::hash::Hash>(from: K, to: K, next: impl Fn(K) -> Vec<K>) -> Option<Vec<K>> {
+fn shortest_path<K: Copy + Eq + std::hash::Hash>(
+    from: K,
+    to: K,
+    next: impl Fn(K) -> Vec<K>,
+) -> Option<Vec<K>> {
     let mut parent: HashMap<K, K> = HashMap::default();
     let mut seen: HashSet<K> = HashSet::default();
     seen.insert(from);

@@ -55,9 +55,14 @@ fn ring(d: &Diagnostics, n: u64) -> Deadlock {
         d.acquired(i, 100 + i, site(&format!("ring.py:{i} in take")), true, 0);
     }
     for i in 1..n {
-        assert_eq!(d.wait_begin(i, 100 + i % n + 1, false), None, "wait {i} closes nothing");
+        assert_eq!(
+            d.wait_begin(i, 100 + i % n + 1, false),
+            None,
+            "wait {i} closes nothing"
+        );
     }
-    d.wait_begin(n, 101, false).expect("the closing wait reports")
+    d.wait_begin(n, 101, false)
+        .expect("the closing wait reports")
 }
 
 #[test]
@@ -77,16 +82,26 @@ fn two_thread_rlock_cycle() {
     let dl = d.wait_begin(2, 10, false).expect("deadlock");
     assert_eq!(dl.rule, DeadlockRule::Definite);
     assert_eq!(dl.detected_by, 2);
-    assert_eq!(idents(&dl), [2, 1], "starts at the detecting thread, follows waits");
+    assert_eq!(
+        idents(&dl),
+        [2, 1],
+        "starts at the detecting thread, follows waits"
+    );
     assert_eq!(dl.threads[0].waits_for.id, 10);
     assert_eq!(dl.threads[0].waits_for.kind, LockKind::RLock);
-    assert_eq!(site_name(dl.threads[0].waits_for.site), "test.py:10 in rlock");
+    assert_eq!(
+        site_name(dl.threads[0].waits_for.site),
+        "test.py:10 in rlock"
+    );
     assert_eq!(dl.threads[1].thread.name.as_deref(), Some("T1"));
     assert_eq!(dl.threads[1].thread.native, 1001);
     assert_eq!(dl.threads[1].wait_since_ns, 1_000_005);
     let h = &dl.threads[1].held;
     assert_eq!(h.len(), 1);
-    assert_eq!((h[0].lock.id, h[0].acquire_site, h[0].depth, h[0].since_ns), (10, s1, 2, 1_000_000));
+    assert_eq!(
+        (h[0].lock.id, h[0].acquire_site, h[0].depth, h[0].since_ns),
+        (10, s1, 2, 1_000_000)
+    );
     assert!(dl.other_cycles.is_empty());
     assert!(!dl.is_self_deadlock());
     // Reported once, even across a signal retry of a member's wait.
@@ -108,7 +123,10 @@ fn three_and_five_thread_cycles_with_a_bystander() {
         assert_eq!(idents(&dl), expect);
         for (i, c) in dl.threads.iter().enumerate() {
             let next = &dl.threads[(i + 1) % dl.threads.len()];
-            assert!(next.held.iter().any(|h| h.lock.id == c.waits_for.id), "cycle order");
+            assert!(
+                next.held.iter().any(|h| h.lock.id == c.waits_for.id),
+                "cycle order"
+            );
         }
     }
 }
@@ -124,8 +142,15 @@ fn cycle_reported_again_after_it_broke_and_reformed() {
     d.acquired(1, 102, UNKNOWN_SITE, true, 7);
     d.released(1, 102);
     d.acquired(2, 102, UNKNOWN_SITE, true, 0);
-    assert_eq!(d.wait_begin(1, 102, false), None, "1 still holds 101 but 2 runs");
-    assert!(d.wait_begin(2, 101, false).is_some(), "a new deadlock is a new report");
+    assert_eq!(
+        d.wait_begin(1, 102, false),
+        None,
+        "1 still holds 101 but 2 runs"
+    );
+    assert!(
+        d.wait_begin(2, 101, false).is_some(),
+        "a new deadlock is a new report"
+    );
 }
 
 #[test]
@@ -157,7 +182,9 @@ fn join_cycle_through_sentinel() {
     d.acquired(2, 50, UNKNOWN_SITE, true, 0);
     d.acquired(1, 10, UNKNOWN_SITE, true, 0);
     assert_eq!(d.wait_begin(1, 50, false), None, "1 joins 2");
-    let dl = d.wait_begin(2, 10, false).expect("2 waits for a lock 1 holds");
+    let dl = d
+        .wait_begin(2, 10, false)
+        .expect("2 waits for a lock 1 holds");
     assert_eq!(dl.rule, DeadlockRule::Definite);
     assert_eq!(idents(&dl), [2, 1]);
     assert_eq!(dl.threads[1].waits_for.id, 50);
@@ -178,7 +205,10 @@ fn signal_pattern_is_not_a_deadlock() {
     d.acquired(c, 8, UNKNOWN_SITE, true, 0);
     assert_eq!(d.wait_begin(a, 8, false), None);
     assert_eq!(d.wait_begin(c, 7, false), None, "B runs and may release L");
-    assert!(matches!(d.wait_chains()[0].end, ChainEnd::Cycle { .. }), "still visible to the watchdog");
+    assert!(
+        matches!(d.wait_chains()[0].end, ChainEnd::Cycle { .. }),
+        "still visible to the watchdog"
+    );
     d.released(b, 7);
     d.wait_end(c, 7, true);
     assert_eq!(d.acquired(c, 7, UNKNOWN_SITE, true, 10), None);
@@ -189,7 +219,11 @@ fn signal_pattern_is_not_a_deadlock() {
     d.released(a, 8);
     d.acquired(c, 8, UNKNOWN_SITE, true, 0);
     assert_eq!(d.wait_begin(a, 8, false), None);
-    assert_eq!(d.wait_begin(c, 7, false), None, "held by C itself now: self-wait, B runs");
+    assert_eq!(
+        d.wait_begin(c, 7, false),
+        None,
+        "held by C itself now: self-wait, B runs"
+    );
     assert!(d.leaked_at_exit().is_empty());
 }
 
@@ -206,21 +240,40 @@ fn condition_pattern_is_silent() {
         let waiter = 100 + round;
         let timed_out = round == 2;
         d.lock_created(waiter, LockKind::Lock, site("threading.py:325 in wait"));
-        assert_eq!(d.acquired(waiter_t, cond, site("app.py:5 in consume"), true, 0), None);
-        assert_eq!(d.acquired(waiter_t, waiter, site("threading.py:326 in wait"), true, 0), None);
+        assert_eq!(
+            d.acquired(waiter_t, cond, site("app.py:5 in consume"), true, 0),
+            None
+        );
+        assert_eq!(
+            d.acquired(waiter_t, waiter, site("threading.py:326 in wait"), true, 0),
+            None
+        );
         d.release_all(waiter_t, cond);
-        assert_eq!(d.wait_begin(waiter_t, waiter, timed_out), None, "the notifier runs");
+        assert_eq!(
+            d.wait_begin(waiter_t, waiter, timed_out),
+            None,
+            "the notifier runs"
+        );
         if timed_out {
             d.wait_end(waiter_t, waiter, false);
         } else {
-            assert_eq!(d.acquired(notifier_t, cond, site("app.py:9 in produce"), true, 0), None);
+            assert_eq!(
+                d.acquired(notifier_t, cond, site("app.py:9 in produce"), true, 0),
+                None
+            );
             d.released(notifier_t, waiter); // notify
             d.released(notifier_t, cond);
             d.wait_end(waiter_t, waiter, true);
-            assert_eq!(d.acquired(waiter_t, waiter, site("threading.py:327 in wait"), true, 0), None);
+            assert_eq!(
+                d.acquired(waiter_t, waiter, site("threading.py:327 in wait"), true, 0),
+                None
+            );
         }
         // _acquire_restore while still holding the waiter lock.
-        assert_eq!(d.acquired(waiter_t, cond, site("threading.py:335 in wait"), true, 0), None);
+        assert_eq!(
+            d.acquired(waiter_t, cond, site("threading.py:335 in wait"), true, 0),
+            None
+        );
         d.set_rlock_depth(cond, 1);
         d.released(waiter_t, cond);
         d.lock_destroyed(waiter); // dropped while held: not a leak
@@ -243,7 +296,11 @@ fn condition_wait_zero_timeout_is_silent() {
         assert_eq!(d.acquired(1, waiter, UNKNOWN_SITE, true, 0), None);
         d.released(1, cond);
         d.acquire_failed(1, waiter);
-        assert_eq!(d.acquired(1, cond, UNKNOWN_SITE, true, 0), None, "waiter {waiter}");
+        assert_eq!(
+            d.acquired(1, cond, UNKNOWN_SITE, true, 0),
+            None,
+            "waiter {waiter}"
+        );
         d.released(1, cond);
         d.lock_destroyed(waiter);
     }
@@ -264,11 +321,17 @@ fn self_deadlock_only_when_everyone_is_blocked() {
     start(&d, 2);
     mutex(&d, 10, 1);
     d.acquired(1, 10, site("self.py:3 in f"), true, 0);
-    assert_eq!(d.wait_begin(1, 10, false), None, "thread 2 could release it");
+    assert_eq!(
+        d.wait_begin(1, 10, false),
+        None,
+        "thread 2 could release it"
+    );
     d.wait_end(1, 10, false);
     // Thread 2 blocks on the same lock (chain 2 -> 1 -> 1), then 1 retries.
     assert_eq!(d.wait_begin(2, 10, false), None);
-    let dl = d.wait_begin(1, 10, false).expect("nobody left to release it");
+    let dl = d
+        .wait_begin(1, 10, false)
+        .expect("nobody left to release it");
     assert_eq!(dl.rule, DeadlockRule::AllBlocked);
     assert!(dl.is_self_deadlock());
     assert_eq!(idents(&dl), [1]);
@@ -290,8 +353,14 @@ fn first_use_plain_cycle_reported_when_all_block() {
     d.acquired(1, 10, UNKNOWN_SITE, true, 0);
     d.acquired(2, 20, UNKNOWN_SITE, true, 0);
     assert_eq!(d.wait_begin(1, 20, false), None);
-    assert_eq!(d.wait_begin(2, 10, false), None, "never-released locks: main (3) may release them");
-    let dl = d.wait_begin(3, 30, false).expect("main joins: everyone blocked");
+    assert_eq!(
+        d.wait_begin(2, 10, false),
+        None,
+        "never-released locks: main (3) may release them"
+    );
+    let dl = d
+        .wait_begin(3, 30, false)
+        .expect("main joins: everyone blocked");
     assert_eq!(dl.rule, DeadlockRule::AllBlocked);
     assert_eq!(dl.detected_by, 3);
     let mut ids = idents(&dl);
@@ -310,7 +379,11 @@ fn timed_waits_not_reported_by_default() {
     d.acquired(1, 10, UNKNOWN_SITE, true, 0);
     d.acquired(2, 20, UNKNOWN_SITE, true, 0);
     assert_eq!(d.wait_begin(1, 20, true), None);
-    assert_eq!(d.wait_begin(2, 10, false), None, "1's timeout will break it");
+    assert_eq!(
+        d.wait_begin(2, 10, false),
+        None,
+        "1's timeout will break it"
+    );
     d.set_report_timed(true);
     assert!(d.detect_deadlock(2).is_some());
     // All-blocked rule: a timed bystander can still release.
@@ -351,7 +424,12 @@ fn inversion_setup(d: &Diagnostics) -> (LockId, LockId) {
 fn classic_inversion_reported_once_with_sites() {
     let d = diag(LOCK_ORDER);
     let (a, b) = inversion_setup(&d);
-    let (s1, s2, s3, s4) = (site("ab.py:1 in f"), site("ab.py:2 in f"), site("ab.py:3 in g"), site("ab.py:4 in g"));
+    let (s1, s2, s3, s4) = (
+        site("ab.py:1 in f"),
+        site("ab.py:2 in f"),
+        site("ab.py:3 in g"),
+        site("ab.py:4 in g"),
+    );
     assert_eq!(d.acquired(1, a, s1, true, 0), None);
     assert_eq!(d.acquired(1, b, s2, true, 0), None);
     d.released(1, b);
@@ -364,10 +442,28 @@ fn classic_inversion_reported_once_with_sites() {
     let cb = LockClass::Site(site("bank.py:2 in <module>"));
     assert_eq!(inv.edges.len(), 2);
     let e0 = &inv.edges[0];
-    assert_eq!((e0.from, e0.to, e0.held_site, e0.acquire_site, e0.thread.ident), (ca, cb, s1, s2, 1));
+    assert_eq!(
+        (
+            e0.from,
+            e0.to,
+            e0.held_site,
+            e0.acquire_site,
+            e0.thread.ident
+        ),
+        (ca, cb, s1, s2, 1)
+    );
     assert_eq!(e0.thread.name.as_deref(), Some("T1"));
     let e1 = &inv.edges[1];
-    assert_eq!((e1.from, e1.to, e1.held_site, e1.acquire_site, e1.thread.ident), (cb, ca, s3, s4, 2));
+    assert_eq!(
+        (
+            e1.from,
+            e1.to,
+            e1.held_site,
+            e1.acquire_site,
+            e1.thread.ident
+        ),
+        (cb, ca, s3, s4, 2)
+    );
     d.released(2, a);
     d.released(2, b);
     // Same orders again: nothing new.
@@ -388,11 +484,18 @@ fn non_blocking_acquire_adds_no_edge() {
     d.released(1, b);
     d.released(1, a);
     d.acquired(2, b, UNKNOWN_SITE, true, 0);
-    assert_eq!(d.acquired(2, a, UNKNOWN_SITE, true, 0), None, "no A -> B edge exists");
+    assert_eq!(
+        d.acquired(2, a, UNKNOWN_SITE, true, 0),
+        None,
+        "no A -> B edge exists"
+    );
     d.released(2, a);
     d.released(2, b);
     d.acquired(1, a, UNKNOWN_SITE, true, 0);
-    assert!(d.acquired(1, b, UNKNOWN_SITE, true, 0).is_some(), "now A -> B closes it");
+    assert!(
+        d.acquired(1, b, UNKNOWN_SITE, true, 0).is_some(),
+        "now A -> B closes it"
+    );
 }
 
 #[test]
@@ -419,7 +522,10 @@ fn same_class_ring_reported() {
     }
     let eat = |t: ThreadId, first: LockId, second: LockId| {
         start(&d, t);
-        assert_eq!(d.acquired(t, first, site("dine.py:9 in eat"), true, 0), None);
+        assert_eq!(
+            d.acquired(t, first, site("dine.py:9 in eat"), true, 0),
+            None
+        );
         let r = d.acquired(t, second, site("dine.py:10 in eat"), true, 0);
         d.released(t, second);
         d.released(t, first);
@@ -447,7 +553,10 @@ fn same_class_transfer_reported() {
     for id in [1, 2, 3, 4] {
         d.lock_created(id, LockKind::Lock, acct);
     }
-    let (tx1, tx2) = (site("bank.py:20 in transfer"), site("bank.py:21 in transfer"));
+    let (tx1, tx2) = (
+        site("bank.py:20 in transfer"),
+        site("bank.py:21 in transfer"),
+    );
     let transfer = |t: ThreadId, from: LockId, to: LockId| {
         assert_eq!(d.acquired(t, from, tx1, true, 0), None);
         let r = d.acquired(t, to, tx2, true, 0);
@@ -462,10 +571,27 @@ fn same_class_transfer_reported() {
     let inv = transfer(2, 2, 1).expect("transfer(b, a) after transfer(a, b)");
     assert!(inv.same_class);
     assert_eq!(inv.edges.len(), 2);
-    assert_eq!((inv.edges[0].from_lock, inv.edges[0].to_lock, inv.edges[0].thread.ident), (1, 2, 1));
-    assert_eq!((inv.edges[1].from_lock, inv.edges[1].to_lock, inv.edges[1].thread.ident), (2, 1, 2));
+    assert_eq!(
+        (
+            inv.edges[0].from_lock,
+            inv.edges[0].to_lock,
+            inv.edges[0].thread.ident
+        ),
+        (1, 2, 1)
+    );
+    assert_eq!(
+        (
+            inv.edges[1].from_lock,
+            inv.edges[1].to_lock,
+            inv.edges[1].thread.ident
+        ),
+        (2, 1, 2)
+    );
     assert_eq!(inv.edges[0].from, LockClass::Site(acct));
-    assert_eq!((inv.edges[1].held_site, inv.edges[1].acquire_site), (tx1, tx2));
+    assert_eq!(
+        (inv.edges[1].held_site, inv.edges[1].acquire_site),
+        (tx1, tx2)
+    );
     assert_eq!(transfer(2, 2, 1), None, "once per pair");
     assert_eq!(transfer(1, 1, 2), None);
     // A destroyed object's pairs go; a reused id starts fresh.
@@ -481,7 +607,9 @@ fn three_class_cycle_and_smallest_cycle() {
     for t in 1..=3 {
         start(&d, t);
     }
-    let class: Vec<SiteId> = (0..4).map(|i| site(&format!("cyc.py:{i} in <module>"))).collect();
+    let class: Vec<SiteId> = (0..4)
+        .map(|i| site(&format!("cyc.py:{i} in <module>")))
+        .collect();
     for (i, &s) in class.iter().enumerate() {
         d.lock_created(i as LockId + 1, LockKind::Lock, s);
     }
@@ -498,7 +626,11 @@ fn three_class_cycle_and_smallest_cycle() {
     let inv = nest(3, 3, 1).expect("3-cycle");
     let path: Vec<(LockClass, LockClass)> = inv.edges.iter().map(|e| (e.from, e.to)).collect();
     let c = |i: usize| LockClass::Site(class[i]);
-    assert_eq!(path, [(c(0), c(1)), (c(1), c(2)), (c(2), c(0))], "ends with the closing edge");
+    assert_eq!(
+        path,
+        [(c(0), c(1)), (c(1), c(2)), (c(2), c(0))],
+        "ends with the closing edge"
+    );
     // Smallest: with 1 -> 2 -> 3 -> 4 and 2 -> 4, the edge 4 -> 1 closes
     // 1 -> 2 -> 4 -> 1 (3 edges) and 1 -> 2 -> 3 -> 4 -> 1 (4 edges).
     let d = diag(LOCK_ORDER);
@@ -530,7 +662,11 @@ fn rlock_reentry_is_not_a_new_hold() {
     let s = site("re.py:1 in f");
     d.acquired(1, 10, s, true, 0);
     advance(10);
-    assert_eq!(d.acquired(1, 10, site("re.py:2 in g"), true, 0), None, "no self-edge");
+    assert_eq!(
+        d.acquired(1, 10, site("re.py:2 in g"), true, 0),
+        None,
+        "no self-edge"
+    );
     let snap = d.snapshot();
     let held = &snap.threads[0].held;
     assert_eq!(held.len(), 1);
@@ -541,7 +677,10 @@ fn rlock_reentry_is_not_a_new_hold() {
     d.released(1, 10);
     assert!(d.snapshot().threads[0].held.is_empty());
     let st = d.stats();
-    assert_eq!((st[0].acquisitions, st[0].holds, st[0].total_hold_ns), (1, 1, 20));
+    assert_eq!(
+        (st[0].acquisitions, st[0].holds, st[0].total_hold_ns),
+        (1, 1, 20)
+    );
     // release_save / acquire_restore
     d.acquired(1, 10, s, true, 0);
     d.acquired(1, 10, s, true, 0);
@@ -573,7 +712,11 @@ fn stats_numbers() {
     start(&d, 1);
     start(&d, 2);
     let (ca, cb) = (site("st.py:1 in <module>"), site("st.py:2 in <module>"));
-    let (x, y, z) = (site("st.py:10 in x"), site("st.py:11 in y"), site("st.py:12 in z"));
+    let (x, y, z) = (
+        site("st.py:10 in x"),
+        site("st.py:11 in y"),
+        site("st.py:12 in z"),
+    );
     d.lock_created(1, LockKind::Lock, ca);
     d.lock_created(2, LockKind::RLock, cb);
     let hold = |t: ThreadId, l: LockId, s: SiteId, waited: u64, held: u64| {
@@ -591,15 +734,31 @@ fn stats_numbers() {
     let a = &st[0];
     assert_eq!(a.class, LockClass::Site(ca), "most wait first");
     assert_eq!(a.kind, LockKind::Lock);
-    assert_eq!((a.acquisitions, a.contended, a.total_wait_ns, a.max_wait_ns), (4, 2, 800, 500));
+    assert_eq!(
+        (a.acquisitions, a.contended, a.total_wait_ns, a.max_wait_ns),
+        (4, 2, 800, 500)
+    );
     assert_eq!((a.holds, a.total_hold_ns, a.max_hold_ns), (4, 100, 40));
     // Sites: only the acquisitions that waited.
-    let sites: Vec<(SiteId, u64, u64)> = a.top_sites.iter().map(|s| (s.site, s.contended, s.total_wait_ns)).collect();
+    let sites: Vec<(SiteId, u64, u64)> = a
+        .top_sites
+        .iter()
+        .map(|s| (s.site, s.contended, s.total_wait_ns))
+        .collect();
     assert_eq!(sites, [(y, 2, 800)]);
     assert_eq!(a.top_sites[0].max_wait_ns, 500);
     assert_eq!(a.top_sites[0].contended, 2);
     let b = &st[1];
-    assert_eq!((b.kind, b.acquisitions, b.contended, b.total_wait_ns, b.max_hold_ns), (LockKind::RLock, 1, 1, 50, 5));
+    assert_eq!(
+        (
+            b.kind,
+            b.acquisitions,
+            b.contended,
+            b.total_wait_ns,
+            b.max_hold_ns
+        ),
+        (LockKind::RLock, 1, 1, 50, 5)
+    );
     d.reset_stats();
     assert!(d.stats().is_empty());
     // PROFILE off: nothing counted.
@@ -613,12 +772,21 @@ fn top_sites_are_bounded() {
     let d = diag(PROFILE);
     d.lock_created(1, LockKind::Lock, site("many.py:1 in <module>"));
     for i in 0..(TOP_SITES as u64 + 3) {
-        d.acquired(1, 1, site(&format!("many.py:{} in f", i + 10)), true, i * 10);
+        d.acquired(
+            1,
+            1,
+            site(&format!("many.py:{} in f", i + 10)),
+            true,
+            i * 10,
+        );
         d.released(1, 1);
     }
     let st = d.stats();
     assert_eq!(st[0].top_sites.len(), TOP_SITES);
-    assert_eq!(st[0].top_sites[0].total_wait_ns, (TOP_SITES as u64 + 2) * 10);
+    assert_eq!(
+        st[0].top_sites[0].total_wait_ns,
+        (TOP_SITES as u64 + 2) * 10
+    );
 }
 
 #[test]
@@ -643,9 +811,17 @@ fn leaks() {
     let leaks = d.thread_exited(1);
     assert_eq!(leaks.len(), 1, "only the RLock at once");
     let l = &leaks[0];
-    assert_eq!((l.lock.id, l.lock.kind, l.acquire_site, l.depth), (10, LockKind::RLock, s, 2));
     assert_eq!(
-        (l.thread.ident, l.thread.name.as_deref(), l.since_ns, l.exited_ns),
+        (l.lock.id, l.lock.kind, l.acquire_site, l.depth),
+        (10, LockKind::RLock, s, 2)
+    );
+    assert_eq!(
+        (
+            l.thread.ident,
+            l.thread.name.as_deref(),
+            l.since_ns,
+            l.exited_ns
+        ),
         (1, Some("T1"), 1_000_000, 1_000_007)
     );
     let ids = |v: Vec<Leak>| v.iter().map(|l| l.lock.id).collect::<Vec<_>>();
@@ -657,7 +833,14 @@ fn leaks() {
     d.wait_begin(2, 20, false);
     let chains = d.wait_chains();
     assert_eq!(chains[0].end, ChainEnd::HolderExited(1));
-    assert_eq!(d.snapshot().threads[0].waiting.as_ref().unwrap().holder_exited, Some(1));
+    assert_eq!(
+        d.snapshot().threads[0]
+            .waiting
+            .as_ref()
+            .unwrap()
+            .holder_exited,
+        Some(1)
+    );
     assert_eq!(d.thread_exited(1), vec![], "unknown thread: nothing");
     assert_eq!(d.snapshot().threads.len(), 1);
 }
@@ -679,15 +862,43 @@ fn snapshot_chains_and_long_waits() {
     advance(100);
     let snap = d.snapshot();
     assert_eq!(snap.taken_ns, now());
-    assert_eq!(snap.threads.iter().map(|t| t.thread.ident).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        snap.threads
+            .iter()
+            .map(|t| t.thread.ident)
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
     let w1 = snap.threads[0].waiting.as_ref().unwrap();
-    assert_eq!((w1.lock.id, w1.holder.as_ref().map(|h| h.ident), w1.waited_ns, w1.timed), (10, Some(2), 200, false));
+    assert_eq!(
+        (
+            w1.lock.id,
+            w1.holder.as_ref().map(|h| h.ident),
+            w1.waited_ns,
+            w1.timed
+        ),
+        (10, Some(2), 200, false)
+    );
     assert!(snap.threads[1].waiting.as_ref().unwrap().timed);
     assert_eq!(snap.threads[1].held[0].lock.id, 10);
     let chains = d.wait_chains();
     assert_eq!(chains.len(), 2);
-    assert_eq!(chains[0].links.iter().map(|l| l.thread.ident).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(chains[0].end, ChainEnd::Running(ThreadRef { ident: 3, native: 1003, name: Some("T3".into()) }));
+    assert_eq!(
+        chains[0]
+            .links
+            .iter()
+            .map(|l| l.thread.ident)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(
+        chains[0].end,
+        ChainEnd::Running(ThreadRef {
+            ident: 3,
+            native: 1003,
+            name: Some("T3".into())
+        })
+    );
     // Long waits, and a stable episode across a signal retry.
     let lw = d.longest_waits(150);
     assert_eq!(lw.len(), 1);
@@ -708,7 +919,15 @@ fn snapshot_chains_and_long_waits() {
     let ep2 = w2.wait.episode;
     d.wait_end(2, 20, false);
     d.wait_begin(2, 20, true);
-    assert_eq!(d.longest_waits(0).iter().find(|w| w.thread.ident == 2).unwrap().wait.episode, ep2);
+    assert_eq!(
+        d.longest_waits(0)
+            .iter()
+            .find(|w| w.thread.ident == 2)
+            .unwrap()
+            .wait
+            .episode,
+        ep2
+    );
     // A new acquire ends the episode.
     d.wait_end(1, 10, true);
     d.released(2, 10);
@@ -725,11 +944,21 @@ fn snapshot_chains_and_long_waits() {
     d.wait_begin(3, 30, false);
     let chains = d.wait_chains();
     let c1 = &chains[0];
-    assert_eq!(c1.links.iter().map(|l| l.thread.ident).collect::<Vec<_>>(), [1, 4, 3]);
+    assert_eq!(
+        c1.links.iter().map(|l| l.thread.ident).collect::<Vec<_>>(),
+        [1, 4, 3]
+    );
     assert_eq!(c1.end, ChainEnd::Cycle { start: 1 });
     // A lock with no holder.
     d.released(9, 30);
-    assert_eq!(d.wait_chains().iter().find(|c| c.links[0].thread.ident == 3).unwrap().end, ChainEnd::NoHolder);
+    assert_eq!(
+        d.wait_chains()
+            .iter()
+            .find(|c| c.links[0].thread.ident == 3)
+            .unwrap()
+            .end,
+        ChainEnd::NoHolder
+    );
 }
 
 #[test]
@@ -737,14 +966,24 @@ fn implicit_registration_and_ident_reuse() {
     let d = diag(DEADLOCK);
     d.acquired(7, 1, UNKNOWN_SITE, true, 0); // unknown thread and lock
     let snap = d.snapshot();
-    assert_eq!(snap.threads[0].thread, ThreadRef { ident: 7, native: 0, name: None });
+    assert_eq!(
+        snap.threads[0].thread,
+        ThreadRef {
+            ident: 7,
+            native: 0,
+            name: None
+        }
+    );
     assert_eq!(snap.threads[0].held[0].lock.class(), LockClass::Object(1));
     d.thread_started(7, 77, Some("late".into()));
     let snap = d.snapshot();
     assert_eq!(snap.threads[0].thread.native, 77);
     assert_eq!(snap.threads[0].held.len(), 1, "upgrade keeps state");
     d.thread_named(7, "renamed");
-    assert_eq!(d.snapshot().threads[0].thread.name.as_deref(), Some("renamed"));
+    assert_eq!(
+        d.snapshot().threads[0].thread.name.as_deref(),
+        Some("renamed")
+    );
     // Started again without an exit: the old thread is retired.
     d.thread_started(7, 78, None);
     let snap = d.snapshot();
@@ -791,7 +1030,11 @@ fn reset_keeps_the_present() {
     d.released(1, b);
     d.released(1, a);
     d.acquired(2, b, UNKNOWN_SITE, true, 0);
-    assert_eq!(d.acquired(2, a, UNKNOWN_SITE, true, 0), None, "order graph forgotten");
+    assert_eq!(
+        d.acquired(2, a, UNKNOWN_SITE, true, 0),
+        None,
+        "order graph forgotten"
+    );
 }
 
 #[test]
@@ -816,7 +1059,10 @@ fn timeline_records_only_with_trace_and_wraps() {
     assert_eq!(tl[0].kind, EventKind::HoldBegin);
     assert_eq!(tl[7].kind, EventKind::HoldEnd);
     assert!(tl.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
-    assert_eq!((tl[0].tid, tl[0].lock, tl[0].lock_kind, tl[0].aux), (1001, 1, LockKind::RLock, site("tl.py:5 in f")));
+    assert_eq!(
+        (tl[0].tid, tl[0].lock, tl[0].lock_kind, tl[0].aux),
+        (1001, 1, LockKind::RLock, site("tl.py:5 in f"))
+    );
     assert_eq!(tl[0].site, site("tl.py:1 in <module>"));
 }
 
@@ -836,7 +1082,9 @@ fn deadlock_and_inversion_markers_in_timeline() {
     ring(&d, 2);
     let tl = d.timeline();
     assert_eq!(tl.last().unwrap().kind, EventKind::Deadlock);
-    assert!(tl.iter().any(|e| e.kind == EventKind::WaitBegin && e.aux == 0));
+    assert!(tl
+        .iter()
+        .any(|e| e.kind == EventKind::WaitBegin && e.aux == 0));
 }
 
 #[test]
@@ -898,7 +1146,9 @@ fn waiter_whose_lock_was_released_is_not_blocked() {
     d.wait_end(1, 10, true);
     d.acquired(1, 10, UNKNOWN_SITE, true, 0);
     d.acquired(1, 30, UNKNOWN_SITE, false, 0);
-    let dl = d.wait_begin(1, 30, false).expect("both wait on locks they hold");
+    let dl = d
+        .wait_begin(1, 30, false)
+        .expect("both wait on locks they hold");
     assert_eq!(dl.rule, DeadlockRule::AllBlocked);
 }
 
@@ -915,7 +1165,11 @@ fn no_inversion_through_a_lock_later_released_by_another_thread() {
     d.acquired(1, 10, UNKNOWN_SITE, true, 0);
     assert_eq!(d.acquired(1, 20, UNKNOWN_SITE, true, 0), None);
     d.released(2, 10);
-    assert_eq!(d.acquired(1, 10, UNKNOWN_SITE, true, 0), None, "started is a signal lock");
+    assert_eq!(
+        d.acquired(1, 10, UNKNOWN_SITE, true, 0),
+        None,
+        "started is a signal lock"
+    );
 }
 
 #[test]
@@ -925,7 +1179,11 @@ fn leaked_at_exit_skips_handoff_locks() {
     start(&d, 2);
     start(&d, 3);
     for id in [60, 61, 62] {
-        d.lock_created(id, LockKind::Lock, site(&format!("handoff.py:{id} in <module>")));
+        d.lock_created(
+            id,
+            LockKind::Lock,
+            site(&format!("handoff.py:{id} in <module>")),
+        );
     }
     // 60: used as a signal before (acquired by 2, released by 1).
     d.acquired(2, 60, UNKNOWN_SITE, true, 0);

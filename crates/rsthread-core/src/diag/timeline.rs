@@ -51,9 +51,24 @@ pub(crate) struct Event {
 }
 
 impl Event {
-    pub(crate) fn new(ts: u64, tid: u64, kind: EventKind, lock: u64, lk: LockKind, site: SiteId, aux: u32) -> Event {
+    pub(crate) fn new(
+        ts: u64,
+        tid: u64,
+        kind: EventKind,
+        lock: u64,
+        lk: LockKind,
+        site: SiteId,
+        aux: u32,
+    ) -> Event {
         let bit = if lk == LockKind::RLock { RLOCK_BIT } else { 0 };
-        Event { ts, tid, lock, site, aux, kind: kind as u8 | bit }
+        Event {
+            ts,
+            tid,
+            lock,
+            site,
+            aux,
+            kind: kind as u8 | bit,
+        }
     }
     pub(crate) fn event_kind(&self) -> EventKind {
         match self.kind & !RLOCK_BIT {
@@ -171,12 +186,18 @@ impl Timeline {
     /// Forget names of threads that are neither live nor in the buffer.
     pub(crate) fn prune_names(&mut self, live: &HashSet<u64>) {
         let in_buf: HashSet<u64> = self.buf.iter().map(|e| e.tid).collect();
-        self.names.retain(|tid, _| live.contains(tid) || in_buf.contains(tid));
+        self.names
+            .retain(|tid, _| live.contains(tid) || in_buf.contains(tid));
         self.prune_at = (2 * self.names.len()).max(MIN_PRUNE_AT);
     }
 
     pub(crate) fn trace_data(&self, now: u64) -> TraceData {
-        TraceData { events: self.events(), names: self.names.clone(), markers: self.markers.clone(), now }
+        TraceData {
+            events: self.events(),
+            names: self.names.clone(),
+            markers: self.markers.clone(),
+            now,
+        }
     }
 }
 
@@ -283,14 +304,22 @@ pub(crate) fn write_chrome_trace<W: Write + ?Sized>(w: &mut W, d: &TraceData) ->
                 }
             }
             EventKind::ThreadStart | EventKind::ThreadEnd => {
-                let name = if e.event_kind() == EventKind::ThreadStart { "thread start" } else { "thread exit" };
+                let name = if e.event_kind() == EventKind::ThreadStart {
+                    "thread start"
+                } else {
+                    "thread exit"
+                };
                 instants.push(json!({
                     "name": name, "ph": "i", "s": "t", "ts": us(e.ts), "pid": pid, "tid": e.tid,
                     "args": {"ident": e.lock},
                 }));
             }
             EventKind::Deadlock | EventKind::Inversion => {
-                let name = if e.event_kind() == EventKind::Deadlock { "deadlock" } else { "lock-order inversion" };
+                let name = if e.event_kind() == EventKind::Deadlock {
+                    "deadlock"
+                } else {
+                    "lock-order inversion"
+                };
                 let text = d.markers.get(&e.aux).cloned().unwrap_or_default();
                 instants.push(json!({
                     "name": name, "ph": "i", "s": "g", "ts": us(e.ts), "pid": pid, "tid": e.tid,
@@ -349,8 +378,15 @@ pub(crate) fn write_chrome_trace<W: Write + ?Sized>(w: &mut W, d: &TraceData) ->
     let mut all_tids: Vec<u64> = tids.into_iter().collect();
     all_tids.sort_unstable();
     for tid in all_tids {
-        let name = d.names.get(&tid).cloned().unwrap_or_else(|| format!("thread {tid}"));
-        emit(&mut w, &json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}}))?;
+        let name = d
+            .names
+            .get(&tid)
+            .cloned()
+            .unwrap_or_else(|| format!("thread {tid}"));
+        emit(
+            &mut w,
+            &json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}}),
+        )?;
         let extra = lanes_of.get(&tid).map_or(0, |l| l.len().saturating_sub(1));
         for lane in 1..=extra.min(15) {
             emit(
@@ -393,7 +429,15 @@ mod tests {
         let mut prunes = 0;
         for tid in 1..=20_000u64 {
             t.names.insert(tid, format!("T{tid}"));
-            t.push(Event::new(tid, tid, EventKind::ThreadEnd, tid, LockKind::Lock, 0, 0));
+            t.push(Event::new(
+                tid,
+                tid,
+                EventKind::ThreadEnd,
+                tid,
+                LockKind::Lock,
+                0,
+                0,
+            ));
             if t.names_need_pruning(0) {
                 t.prune_names(&live);
                 prunes += 1;
@@ -405,7 +449,15 @@ mod tests {
         assert!(prunes <= 6, "{prunes} prunes");
         // Once the buffer forgets them, a prune drops the names.
         t.set_capacity(1);
-        t.push(Event::new(0, 20_000, EventKind::ThreadEnd, 0, LockKind::Lock, 0, 0));
+        t.push(Event::new(
+            0,
+            20_000,
+            EventKind::ThreadEnd,
+            0,
+            LockKind::Lock,
+            0,
+            0,
+        ));
         t.prune_names(&live);
         assert_eq!(t.names.keys().copied().collect::<Vec<_>>(), [20_000]);
     }
@@ -416,11 +468,17 @@ mod tests {
         for i in 0..3 {
             t.push(ev(i));
         }
-        assert_eq!(t.events().iter().map(|e| e.ts).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            t.events().iter().map(|e| e.ts).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
         for i in 3..10 {
             t.push(ev(i));
         }
-        assert_eq!(t.events().iter().map(|e| e.ts).collect::<Vec<_>>(), [6, 7, 8, 9]);
+        assert_eq!(
+            t.events().iter().map(|e| e.ts).collect::<Vec<_>>(),
+            [6, 7, 8, 9]
+        );
         assert_eq!(t.dropped(), 6);
         t.set_capacity(2);
         assert!(t.events().is_empty());
@@ -452,14 +510,51 @@ mod tests {
     fn overlapping_holds_get_extra_lane() {
         // hold a [0,100), hold b [10, 200): b does not nest in a.
         let mut t = Timeline::new(16);
-        t.push(Event::new(0, 5, EventKind::HoldBegin, 1, LockKind::Lock, 0, 0));
-        t.push(Event::new(10, 5, EventKind::HoldBegin, 2, LockKind::Lock, 0, 0));
-        t.push(Event::new(100, 5, EventKind::HoldEnd, 1, LockKind::Lock, 0, 0));
-        t.push(Event::new(200, 5, EventKind::HoldEnd, 2, LockKind::Lock, 0, 0));
+        t.push(Event::new(
+            0,
+            5,
+            EventKind::HoldBegin,
+            1,
+            LockKind::Lock,
+            0,
+            0,
+        ));
+        t.push(Event::new(
+            10,
+            5,
+            EventKind::HoldBegin,
+            2,
+            LockKind::Lock,
+            0,
+            0,
+        ));
+        t.push(Event::new(
+            100,
+            5,
+            EventKind::HoldEnd,
+            1,
+            LockKind::Lock,
+            0,
+            0,
+        ));
+        t.push(Event::new(
+            200,
+            5,
+            EventKind::HoldEnd,
+            2,
+            LockKind::Lock,
+            0,
+            0,
+        ));
         let mut out = Vec::new();
         write_chrome_trace(&mut out, &t.trace_data(300)).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
-        let xs: Vec<&Value> = v["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").collect();
+        let xs: Vec<&Value> = v["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["ph"] == "X")
+            .collect();
         assert_eq!(xs.len(), 2);
         assert_eq!(xs[0]["tid"], 5);
         assert_eq!(xs[1]["tid"], lane_tid(5, 1));

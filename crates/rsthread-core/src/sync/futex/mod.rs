@@ -7,7 +7,6 @@
 //! that the Python binding can run signal handlers and then wait again against
 //! the same deadline.
 
-
 /// Why a futex wait returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
