@@ -30,7 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _benchutil import OtherLoad, cpu_model, loadavg, print_run_header  # noqa: E402
+from _benchutil import OtherLoad, cpu_model, loadavg, print_run_header
 
 # --------------------------------------------------------------------------
 # child side: the workloads (threading is imported lazily, after install())
@@ -178,8 +178,8 @@ def child(impl: str, name: str, n: int) -> None:
     if impl == "rsthread":
         import rsthread
         rsthread.install()
-    import threading
     import _thread
+    import threading
 
     lock_type = type(threading.Lock())
     rlock_type = type(threading.RLock())
@@ -242,7 +242,7 @@ def run_child(impl: str, name: str, n: int, timeout: float) -> dict:
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:
-        raise ChildFailed(f"child {impl}/{name} hung for {timeout} s:\n{e.stderr or ''}")
+        raise ChildFailed(f"child {impl}/{name} hung for {timeout} s:\n{e.stderr or ''}") from None
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
         raise ChildFailed(f"child {impl}/{name} failed (rc={p.returncode}):\n"

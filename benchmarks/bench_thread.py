@@ -22,6 +22,7 @@ If ``rsthread`` cannot be imported, only the stock column is filled in.
 
 from __future__ import annotations
 
+import _thread as stock
 import argparse
 import gc
 import json
@@ -32,15 +33,13 @@ import sys
 import time
 from itertools import repeat
 
-import _thread as stock
-
 from _benchutil import OtherLoad, cpu_model, loadavg, print_run_header
 
 perf_counter_ns = time.perf_counter_ns
 perf_counter = time.perf_counter
 
 try:
-    import rsthread._thread as rs  # noqa: E402
+    import rsthread._thread as rs
 except ImportError as exc:  # pragma: no cover - depends on the build
     rs = None
     RS_IMPORT_ERROR = repr(exc)

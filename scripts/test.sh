@@ -14,6 +14,11 @@ stage() {
   else failed=$((failed+1)); failures+=("$name"); echo "=== $name: FAILED"; fi
 }
 
+# Gates first: fast, and a failure here says what to fix before the long stages.
+stage fmt cargo fmt --all -- --check
+stage clippy cargo clippy --workspace --all-targets -- -D warnings
+stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+stage ruff .venv/bin/ruff check python tests benchmarks examples scripts
 stage rust-core cargo test -p rsthread-core
 stage loom env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
   cargo test -p rsthread-core --release --test loom

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os as _os
 
-from . import _thread
-from . import diagnostics
+from . import _thread, diagnostics
 from ._install import install, installed
 from .diagnostics import DeadlockError
 
-__all__ = ["install", "installed", "_thread", "diagnostics", "DeadlockError"]
+__all__ = ["DeadlockError", "_thread", "diagnostics", "install", "installed"]
 
 if _os.environ.get(diagnostics.ENV_VAR):
     diagnostics.configure_from_env()

@@ -15,7 +15,7 @@ if "threading" in sys.modules:  # pragma: no cover - depends on the interpreter'
         file=sys.stderr,
     )
 
-import rsthread  # noqa: E402
+import rsthread
 
 rsthread.install()
 
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         _report(exc, main_globals)
         _KILL_BY_SIGINT = True
         return 0
-    except BaseException as exc:  # noqa: BLE001 - report like the interpreter
+    except BaseException as exc:
         _report(exc, main_globals)
         return 1
     return 0

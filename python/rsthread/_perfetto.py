@@ -38,8 +38,13 @@ import json
 import os
 
 __all__ = [
-    "PERFETTO_SUFFIXES", "SEQUENCE_ID", "MARKER_TRACK_NAME", "TraceFormatError", "is_perfetto_path",
-    "chrome_to_perfetto", "write_perfetto",
+    "MARKER_TRACK_NAME",
+    "PERFETTO_SUFFIXES",
+    "SEQUENCE_ID",
+    "TraceFormatError",
+    "chrome_to_perfetto",
+    "is_perfetto_path",
+    "write_perfetto",
 ]
 
 PERFETTO_SUFFIXES = (".pftrace", ".perfetto-trace")
@@ -64,7 +69,7 @@ def is_perfetto_path(path: str | os.PathLike) -> bool:
 
 
 class _Slice:
-    __slots__ = ("start", "end", "name", "cat", "args", "seq")
+    __slots__ = ("args", "cat", "end", "name", "seq", "start")
 
     def __init__(self, start: int, end: int, name: str, cat, args, seq: int) -> None:
         self.start, self.end, self.name, self.cat, self.args, self.seq = start, end, name, cat, args, seq
@@ -74,7 +79,7 @@ def _ns(e: dict, key: str = "ts") -> int:
     v = e.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != v:
         raise TraceFormatError(f"event without a valid {key!r}: {e!r:.200}")
-    return int(round(v * 1000))  # microseconds -> nanoseconds
+    return round(v * 1000)  # microseconds -> nanoseconds
 
 
 def _int(e: dict, key: str) -> int:

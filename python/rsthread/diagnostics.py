@@ -56,13 +56,21 @@ from __future__ import annotations
 import os
 import sys
 
-from . import _thread  # noqa: F401  (registers rsthread._diag)
+from . import _thread
 
 _diag = sys.modules["rsthread._diag"]
 
 __all__ = [
-    "DeadlockError", "configure", "configure_from_env", "enabled", "stats", "reset_stats",
-    "snapshot", "dump", "wait_chains", "format_stats",
+    "DeadlockError",
+    "configure",
+    "configure_from_env",
+    "dump",
+    "enabled",
+    "format_stats",
+    "reset_stats",
+    "snapshot",
+    "stats",
+    "wait_chains",
 ]
 
 ENV_VAR = "RSTHREAD_DIAG"
@@ -456,7 +464,7 @@ def _parse_env(value: str) -> dict:
         item = item.strip()
         if not item or item in ("0", "off", "none"):
             continue
-        key, sep, val = item.partition("=")
+        key, _sep, val = item.partition("=")
         key = key.strip().lower().replace("_", "-")
         val = val.strip()
         if key == "deadlock":
@@ -874,12 +882,12 @@ def _watch_once(timeout: float, reported_eps: set, reported_keys: set) -> None:
             groups.setdefault(_chain_key(c, snap), []).append((w, c))
     for key, items in groups.items():
         lines = []
-        for w, c in items:
+        for w, _c in items:
             lines.append(f"rsthread: thread {_name_of(w['ident'], w.get('name'))!r} has been waiting "
                          f"{_dur(w['wait']['waited'])} for {_lock_label(w['wait']['lock'])} "
                          f"(hang_timeout={timeout:g}s)")
         if key in reported_keys:
-            for w, c in items:
+            for _w, c in items:
                 lines.append("  " + _chain_prose(c, frames) + " (reported above)")
             _write("\n".join(lines) + "\n")
             continue

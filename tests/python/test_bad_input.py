@@ -12,11 +12,11 @@ Rows that carry a literal expectation pin the stock behaviour as well, so a
 change in stock CPython would be noticed (the "stock" parametrization checks
 the literal against the real stock module).
 """
+import _thread as STOCK
 import math
 import signal
 import threading
 
-import _thread as STOCK
 import pytest
 
 try:  # the lead installs pytest-timeout into the project venv

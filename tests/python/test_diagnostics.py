@@ -14,8 +14,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from helpers import line_of, run_script as run
+from helpers import line_of
+from helpers import run_script as run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

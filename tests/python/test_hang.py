@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from helpers import line_of, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +76,7 @@ def test_dump_chain_of_three(tmp_path):
     assert "'T3' ident=" in out and "RUNNABLE" in out
     # Without diagnostics: tracebacks only, and a hint.
     r = run(code, tmp_path=tmp_path)
-    assert "DONE" in r.stdout and 'line %d, in t3' % sleep in r.stdout
+    assert "DONE" in r.stdout and f'line {sleep}, in t3' in r.stdout
     assert "diagnostics are off" in r.stdout
 
 
@@ -169,7 +168,7 @@ def test_watchdog_reports_once_per_episode(tmp_path, mode):
     assert "(hang_timeout=0.5s)" in err
     where = "time.sleep(2.5)" if mode == "sleep" else "data = b.recv(16)"
     line = line_of(WATCHDOG, where)
-    assert (f"'waiter-1' (for " in err and "held by 'holder', which is running at "
+    assert ("'waiter-1' (for " in err and "held by 'holder', which is running at "
             f"scenario.py:{line} in holder: {where}" in err), err
     assert f'line {line}, in holder\n' in err  # the holder's traceback
     # The second waiter, stuck behind the same holder, is only mentioned.
@@ -259,7 +258,7 @@ def test_plain_lock_leaked_at_exit(tmp_path):
     assert r.returncode == 0, err
     assert err.count("rsthread: lock leaked:") == 1, err
     assert err.index("END OF MAIN") < err.index("rsthread: lock leaked:")  # at exit
-    assert (f"Lock #" in err and f"created at scenario.py:{line_of(code, 'lk = ')} in <module> is still held at exit; "
+    assert ("Lock #" in err and f"created at scenario.py:{line_of(code, 'lk = ')} in <module> is still held at exit; "
             f"thread 'leaker' (ident 0x") in err, err
     assert f"acquired it at scenario.py:{line_of(code, 'lk.acquire()')} in leaker" in err
     # Off unless asked for.

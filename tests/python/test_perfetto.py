@@ -23,8 +23,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from helpers import line_of, run_script as run
+from helpers import line_of
+from helpers import run_script as run
 
 try:
     from perfetto.protos.perfetto.trace import perfetto_trace_pb2

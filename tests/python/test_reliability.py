@@ -18,7 +18,6 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from helpers import PRELUDE_RSTHREAD, run_py
 
 SOAK = os.environ.get("RSTHREAD_SOAK", "") not in ("", "0")

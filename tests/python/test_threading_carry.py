@@ -9,7 +9,6 @@ import textwrap
 import time
 
 import pytest
-
 from helpers import run_py
 
 

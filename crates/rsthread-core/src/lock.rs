@@ -132,7 +132,7 @@ const SPIN_CONF_MAX: u32 = 8;
 /// heuristic only: relaxed, racy updates are fine.
 ///
 /// Bits 0..8: confidence (spins that won the lock, capped at
-/// [`SPIN_CONF_MAX`]); bits 8..: contended acquires since the last probe.
+/// `SPIN_CONF_MAX`); bits 8..: contended acquires since the last probe.
 #[derive(Debug, Default)]
 pub struct SpinScore(std::sync::atomic::AtomicU32);
 

@@ -1,8 +1,8 @@
 //! `rsthread._thread`: CPython 3.11's `_thread` module on rsthread-core.
 //!
 //! Thin by design: argument conversion with CPython's exact errors
-//! ([`args`]), GIL release and signal handling around waits ([`wait`]),
-//! error mapping ([`errors`]); all locking lives in `rsthread-core`.
+//! (`args`), GIL release and signal handling around waits (`wait`),
+//! error mapping (`errors`); all locking lives in `rsthread-core`.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 mod args;
