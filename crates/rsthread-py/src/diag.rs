@@ -21,7 +21,7 @@
 //! the GIL held, so they can include every thread's traceback.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyOSError, PyOverflowError, PyRuntimeError, PyTypeError};
@@ -38,6 +38,7 @@ use rsthread_core::diag::{
 use rsthread_core::{ident, timeout::monotonic_ns, Acquire, Deadline};
 
 use crate::args::UNSET_TIMEOUT;
+use crate::cpython::frames;
 use crate::errors;
 use crate::lock::{PyLock, PyRLock};
 use crate::wait::{acquire_timed_with, make_pending_calls};
@@ -234,133 +235,30 @@ fn caller_site_slow(py: Python<'_>) -> SiteId {
     }
 }
 
-/// CPython 3.11's `_PyCFrame` (Include/cpython/pystate.h), the fields we read.
-#[repr(C)]
-struct CFrame {
-    use_tracing: u8,
-    current_frame: *const IFrame,
-}
-
-/// CPython 3.11's `_PyInterpreterFrame` (Include/internal/pycore_frame.h),
-/// up to the fields we read.
-#[repr(C)]
-struct IFrame {
-    f_func: *mut ffi::PyObject,
-    f_globals: *mut ffi::PyObject,
-    f_builtins: *mut ffi::PyObject,
-    f_locals: *mut ffi::PyObject,
-    f_code: *mut ffi::PyObject,
-    frame_obj: *mut ffi::PyObject,
-    previous: *const IFrame,
-    prev_instr: *const u16,
-}
-
-/// Offset of `cframe` in 3.11's `PyThreadState`: three pointers, then seven
-/// ints (`_initialized` .. `tracing_what`), padded to pointer alignment.
-const TSTATE_CFRAME: usize = 3 * 8 + 7 * 4 + 4;
-
-/// Whether the interpreter-frame layout above matched the real one (checked
-/// once at import against the public API; if not, only the slow path runs).
-static FAST_FRAMES: AtomicBool = AtomicBool::new(false);
-
-/// The innermost interpreter frame of the calling thread.
-///
-/// # Safety
-/// Attached to the interpreter (GIL held), CPython 3.11.
-unsafe fn current_iframe() -> *const IFrame {
-    // SAFETY: per the contract; `cframe` is valid while the thread state
-    // runs Python (it points into the eval loop's C stack or the root cframe).
-    unsafe {
-        let ts = ffi::PyThreadState_Get() as *const u8;
-        let cf = *(ts.add(TSTATE_CFRAME) as *const *const CFrame);
-        if cf.is_null() {
-            return std::ptr::null();
-        }
-        (*cf).current_frame
-    }
-}
-
-#[inline]
-fn mix(h: u64, v: u64) -> u64 {
-    (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
-}
-
-/// Validate the frame layout against the public API (at import, with a
-/// Python frame running); enables the fast site lookup if it matches.
-pub(crate) fn check_frame_layout(py: Python<'_>) {
-    // SAFETY: attached; returns a borrowed frame or NULL.
-    let f = unsafe { ffi::PyEval_GetFrame() };
-    if f.is_null() {
-        return;
-    }
-    // SAFETY: attached; `f` is live; PyFrame_GetCode returns a new reference.
-    let ok = unsafe {
-        let code = ffi::PyFrame_GetCode(f);
-        let i = current_iframe();
-        let ok = !i.is_null() && (*i).f_code == code.cast() && !(*i).prev_instr.is_null();
-        ffi::Py_DecRef(code.cast());
-        ok
-    };
-    let _ = py;
-    // Relaxed: read by the same-GIL callers afterwards; a stale false only
-    // takes the slow path.
-    FAST_FRAMES.store(ok, Ordering::Relaxed);
-}
-
-/// Walk the calling thread's interpreter frames from the innermost (at most
-/// [`MAX_FRAMES`]), hashing their instruction pointers, until `skipped`
-/// says a frame's code is not skipped; `None` as soon as `skipped` does not
-/// know a code object. Returns the hash (0: no frame).
-///
-/// # Safety
-/// Attached (GIL held); `skipped` must only know code objects kept alive by
-/// `SITE_CACHE`.
-unsafe fn walk_frames(mut skipped: impl FnMut(usize) -> Option<bool>) -> Option<u64> {
-    // SAFETY: per the contract; frames are live while we run inside them.
-    unsafe {
-        let mut f = current_iframe();
-        let mut h: u64 = 0;
-        for _ in 0..MAX_FRAMES {
-            if f.is_null() {
-                break;
-            }
-            let code = (*f).f_code as usize;
-            h = mix(h, (*f).prev_instr as u64);
-            if !skipped(code)? {
-                break;
-            }
-            f = (*f).previous;
-        }
-        Some(h)
-    }
-}
-
 /// The site in the per-thread cache, from the interpreter frames; `None`
 /// on a miss (then [`site_in`] computes and caches it).
 #[inline]
 fn cached_site(c: &ThreadSites) -> Option<SiteId> {
-    // Relaxed: see check_frame_layout.
-    if !FAST_FRAMES.load(Ordering::Relaxed) {
+    if !frames::fast_enabled() {
         return None;
     }
-    // SAFETY: attached (callers hold the GIL); the skip table only holds
-    // code objects kept by SITE_CACHE (see fill_site_cache).
-    let h = unsafe { walk_frames(|code| c.skip_of(code as u64)) }?;
+    // SAFETY: attached (callers hold the GIL); fast frames enabled; the skip
+    // table only holds code objects kept by SITE_CACHE (see fill_site_cache).
+    let h = unsafe { frames::walk(MAX_FRAMES, |code| c.skip_of(code as u64)) }?;
     c.site_of(h)
 }
 
 /// After a slow lookup: remember the walked code objects and the site.
 fn fill_site_cache(c: &mut ThreadSites, site: SiteId) {
-    // Relaxed: see check_frame_layout.
-    if !FAST_FRAMES.load(Ordering::Relaxed) {
+    if !frames::fast_enabled() {
         return;
     }
     let g = cache();
     let Some(sc) = g.as_ref() else { return };
-    // SAFETY: attached; every code object entered in the skip table comes
-    // from SITE_CACHE, which keeps it alive.
+    // SAFETY: attached; fast frames enabled; every code object entered in
+    // the skip table comes from SITE_CACHE, which keeps it alive.
     let h = unsafe {
-        walk_frames(|code| {
+        frames::walk(MAX_FRAMES, |code| {
             let info = sc.codes.get(&code)?;
             c.set_skip(code as u64, info.skip);
             Some(info.skip)

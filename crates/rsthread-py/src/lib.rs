@@ -7,6 +7,7 @@
 
 mod args;
 mod capi;
+mod cpython;
 mod diag;
 mod errors;
 mod excepthook;
@@ -109,7 +110,7 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.getattr(name)?.setattr("__module__", "_thread")?;
     }
     diag::register(py)?;
-    diag::check_frame_layout(py);
+    cpython::frames::check_layout(py);
     thread::install_fast_get_ident(m)?;
     thread::init(py)?;
     // Stock `_thread` has neither a `lock` attribute (only `LockType`) nor `__all__`.
