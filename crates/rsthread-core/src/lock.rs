@@ -133,6 +133,19 @@ const SPIN_CONF_MAX: u32 = 8;
 ///
 /// Bits 0..8: confidence (spins that won the lock, capped at
 /// `SPIN_CONF_MAX`); bits 8..: contended acquires since the last probe.
+///
+/// # Examples
+///
+/// ```
+/// use rsthread_core::{Acquire, Deadline, RawLock, SpinScore};
+///
+/// let (lock, score) = (RawLock::new(), SpinScore::new());
+/// assert_eq!(score.confidence(), 0);
+/// assert_eq!(lock.acquire_adaptive(None, &score), Acquire::Acquired);
+/// // Held: a short spin (if a CPU is spare) then a sleep until the deadline.
+/// assert_eq!(lock.acquire_adaptive(Some(Deadline::after_ns(100_000)), &score), Acquire::TimedOut);
+/// assert!(SpinScore::confident().confidence() > 0);
+/// ```
 #[derive(Debug, Default)]
 pub struct SpinScore(std::sync::atomic::AtomicU32);
 
@@ -194,6 +207,17 @@ fn max_spinners() -> u32 {
 static SPINNERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// The outcome of a blocking or timed acquire.
+///
+/// # Examples
+///
+/// ```
+/// use rsthread_core::{Acquire, Deadline, RawLock};
+///
+/// let lock = RawLock::new();
+/// assert_eq!(lock.acquire(None), Acquire::Acquired);
+/// // Held by us (a lock has no owner, so this would wait forever without a deadline).
+/// assert_eq!(lock.acquire(Some(Deadline::after_ns(1_000_000))), Acquire::TimedOut);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acquire {
     /// The lock is now held by the caller.
@@ -206,10 +230,37 @@ pub enum Acquire {
 }
 
 /// `release()` on a lock that is not held.
+///
+/// # Examples
+///
+/// ```
+/// use rsthread_core::{NotLocked, RawLock};
+///
+/// let lock = RawLock::new();
+/// assert_eq!(lock.release(), Err(NotLocked));
+/// assert!(!lock.is_locked(), "the failed release changed nothing");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotLocked;
 
 /// A futex lock with no owner.
+///
+/// # Examples
+///
+/// Taken on one thread, released on another (what `threading.Event` and
+/// `Thread.join` do):
+///
+/// ```
+/// use rsthread_core::{Acquire, RawLock};
+/// use std::sync::Arc;
+///
+/// let lock = Arc::new(RawLock::new());
+/// assert!(lock.try_acquire());
+/// let l2 = Arc::clone(&lock);
+/// std::thread::spawn(move || l2.release().unwrap()).join().unwrap();
+/// assert!(!lock.is_locked());
+/// assert_eq!(lock.acquire(None), Acquire::Acquired);
+/// ```
 #[derive(Debug)]
 pub struct RawLock {
     state: AtomicU32,
