@@ -102,7 +102,10 @@ fn handoff_allowed() -> bool {
 }
 
 /// How many times a contended acquire spins (loads only) before sleeping.
-const SPIN_LIMIT: u32 = if cfg!(loom) { 1 } else { 100 };
+/// None under loom: the spin only delays, and a loom `yield_now` (the spin
+/// hint there) keeps the yielding thread off the CPU until the others block,
+/// which hides the interleavings where a waiter sleeps before the release.
+const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
 
 /// Longest adaptive spin before sleeping (see [`SpinScore`]): about two
 /// wake-ups of a halted vCPU, so that a ping-pong partner that itself had
