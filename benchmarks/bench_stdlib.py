@@ -308,6 +308,8 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "python": sys.version.split()[0],
         "executable": sys.executable,
+        # The interpreter a venv was made from (what run.sh --python names).
+        "base_executable": getattr(sys, "_base_executable", sys.executable),
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "rsthread": rs_where if have_rs else None,
