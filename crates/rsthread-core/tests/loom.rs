@@ -116,21 +116,35 @@ fn timed_wait_expiry_keeps_state_consistent() {
 /// interleaving, the waiter's outcome must match the lock state: `Acquired`
 /// means it owns the lock, `TimedOut` that it does not, and no hand-off is
 /// left stranded (that would keep the lock held by nobody forever).
-#[test]
-fn timed_waiter_races_handoff_release() {
-    model(|| {
+///
+/// With `untimed_too`, a second, untimed waiter joins: a hand-off that the
+/// timed waiter gives up must still reach a thread (the untimed waiter may be
+/// woken by it without being allowed to claim it, and must pass it on), so
+/// both waiters finish.
+fn timed_waiter_races_handoff(untimed_too: bool) {
+    model(move || {
         let lock = Arc::new(RawLock::new());
         assert!(lock.try_acquire());
         let l2 = lock.clone();
-        let waiter = thread::spawn(move || {
+        let timed = thread::spawn(move || {
             let r = l2.acquire(Some(Deadline::from_nanos(0)));
             assert_ne!(r, Acquire::Interrupted);
             if r == Acquire::Acquired {
                 l2.release().unwrap();
             }
         });
+        let untimed = untimed_too.then(|| {
+            let l3 = lock.clone();
+            thread::spawn(move || {
+                assert_eq!(l3.acquire(None), Acquire::Acquired);
+                l3.release().unwrap();
+            })
+        });
         lock.release().unwrap();
-        waiter.join().unwrap();
+        timed.join().unwrap();
+        if let Some(h) = untimed {
+            h.join().unwrap();
+        }
         assert!(
             !lock.is_locked(),
             "a hand-off was stranded, or the timed-out waiter kept the lock"
@@ -139,30 +153,14 @@ fn timed_waiter_races_handoff_release() {
     });
 }
 
-/// The same race with a second, untimed waiter: a hand-off that the timed
-/// waiter gives up must still reach a thread (the untimed waiter may be
-/// woken by it without being allowed to claim it, and must pass it on), so
-/// both waiters finish and the lock ends free.
+#[test]
+fn timed_waiter_races_handoff_release() {
+    timed_waiter_races_handoff(false);
+}
+
 #[test]
 fn timed_and_untimed_waiters_race_handoff_release() {
-    model(|| {
-        let lock = Arc::new(RawLock::new());
-        assert!(lock.try_acquire());
-        let (l2, l3) = (lock.clone(), lock.clone());
-        let timed = thread::spawn(move || {
-            if l2.acquire(Some(Deadline::from_nanos(0))) == Acquire::Acquired {
-                l2.release().unwrap();
-            }
-        });
-        let untimed = thread::spawn(move || {
-            assert_eq!(l3.acquire(None), Acquire::Acquired);
-            l3.release().unwrap();
-        });
-        lock.release().unwrap();
-        timed.join().unwrap();
-        untimed.join().unwrap();
-        assert!(!lock.is_locked());
-    });
+    timed_waiter_races_handoff(true);
 }
 
 /// RLock: a thread re-enters while another contends; counts and ownership
