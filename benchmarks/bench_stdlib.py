@@ -30,7 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _benchutil import OtherLoad, cpu_model, loadavg, print_run_header
+from _benchutil import OtherLoad, loadavg, print_run_header, run_meta
 
 # --------------------------------------------------------------------------
 # child side: the workloads (threading is imported lazily, after install())
@@ -305,17 +305,10 @@ def main(argv=None) -> int:
         print(f"note: rsthread not importable ({rs_where}); stock only", file=sys.stderr)
 
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "python": sys.version.split()[0],
-        "executable": sys.executable,
-        # The interpreter a venv was made from (what run.sh --python names).
-        "base_executable": getattr(sys, "_base_executable", sys.executable),
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
+        **run_meta(),
         "rsthread": rs_where if have_rs else None,
         "repeats": args.repeats,
         "scale": args.scale,
-        "loadavg_start": loadavg(),
         "diag": args.diag,
     }
     other_load = OtherLoad()

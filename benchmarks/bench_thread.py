@@ -36,13 +36,12 @@ import argparse
 import gc
 import json
 import math
-import os
 import statistics
 import sys
 import time
 from itertools import repeat
 
-from _benchutil import OtherLoad, cpu_model, loadavg, print_run_header
+from _benchutil import OtherLoad, loadavg, print_run_header, run_meta
 
 perf_counter_ns = time.perf_counter_ns
 perf_counter = time.perf_counter
@@ -109,11 +108,24 @@ def t_loop_overhead(mod):
     return run
 
 
-def t_call_floor(mod):
-    """Two no-op builtin method calls per loop: the floor of a call pair."""
+def _one_call_loop(bind):
+    """Timer of a loop calling `f()`, where `(f,) = bind()` is bound before the clock starts."""
     def run(n):
-        a = (0).bit_length
-        b = [].__len__
+        (f,) = bind()
+        it = repeat(None, n)
+        t0 = perf_counter_ns()
+        for _ in it:
+            f()
+        return perf_counter_ns() - t0
+    return run
+
+
+def _two_calls_loop(bind):
+    """Timer of a loop calling `a(); b()`, where `a, b = bind()` are bound
+    before the clock starts: the shape of every acquire+release figure and of
+    the call floor."""
+    def run(n):
+        a, b = bind()
         it = repeat(None, n)
         t0 = perf_counter_ns()
         for _ in it:
@@ -123,17 +135,13 @@ def t_call_floor(mod):
     return run
 
 
+def t_call_floor(mod):
+    """Two no-op builtin method calls per loop: the floor of a call pair."""
+    return _two_calls_loop(lambda: ((0).bit_length, [].__len__))
+
+
 def _acquire_release_loop(lock):
-    def run(n):
-        acq = lock.acquire
-        rel = lock.release
-        it = repeat(None, n)
-        t0 = perf_counter_ns()
-        for _ in it:
-            acq()
-            rel()
-        return perf_counter_ns() - t0
-    return run
+    return _two_calls_loop(lambda: (lock.acquire, lock.release))
 
 
 def _with_loop(lock):
@@ -172,14 +180,7 @@ def t_acquire_timeout_release(mod):
 
 
 def t_allocate_lock(mod):
-    def run(n):
-        alloc = mod.allocate_lock
-        it = repeat(None, n)
-        t0 = perf_counter_ns()
-        for _ in it:
-            alloc()
-        return perf_counter_ns() - t0
-    return run
+    return _one_call_loop(lambda: (mod.allocate_lock,))
 
 
 def t_rlock_acquire_release(mod):
@@ -191,14 +192,7 @@ def t_with_rlock(mod):
 
 
 def t_get_ident(mod):
-    def run(n):
-        gi = mod.get_ident
-        it = repeat(None, n)
-        t0 = perf_counter_ns()
-        for _ in it:
-            gi()
-        return perf_counter_ns() - t0
-    return run
+    return _one_call_loop(lambda: (mod.get_ident,))
 
 
 def _thread_body(lock):
@@ -532,16 +526,9 @@ def main(argv=None) -> int:
               file=sys.stderr)
 
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "python": sys.version.split()[0],
-        "executable": sys.executable,
-        # The interpreter a venv was made from (what run.sh --python names).
-        "base_executable": getattr(sys, "_base_executable", sys.executable),
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
+        **run_meta(),
         "rsthread_file": getattr(rs, "__file__", None),
         "rsthread_error": RS_IMPORT_ERROR,
-        "loadavg_start": loadavg(),
         "repeats": args.repeats,
         "quick": args.quick,
         "switchinterval": sys.getswitchinterval(),
