@@ -102,10 +102,11 @@ fn handoff_allowed() -> bool {
 }
 
 /// How many times a contended acquire spins (loads only) before sleeping.
-/// None under loom: the spin only delays, and a loom `yield_now` (the spin
-/// hint there) keeps the yielding thread off the CPU until the others block,
+/// No spin under loom: it only delays, and a loom `yield_now` (the spin hint
+/// there) keeps the yielding thread off the CPU until the others block,
 /// which hides the interleavings where a waiter sleeps before the release.
-const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
+#[cfg(not(loom))]
+const SPIN_LIMIT: u32 = 100;
 
 /// Longest adaptive spin before sleeping (see [`SpinScore`]): about two
 /// wake-ups of a halted vCPU, so that a ping-pong partner that itself had
@@ -127,6 +128,7 @@ pub const SPIN_EXPLORE_EVERY: u32 = 64;
 const SPIN_POLL_PAUSES: u32 = 64;
 /// After a spin saw barging, how many polls a free lock is left to the
 /// barging holder before this waiter takes it anyway.
+#[cfg(not(loom))]
 const SPIN_POLITE_POLLS: u32 = 256;
 /// Most confidence a score holds (successive won spins).
 const SPIN_CONF_MAX: u32 = 8;
@@ -431,11 +433,14 @@ impl RawLock {
     fn acquire_contended(&self, deadline: Option<Deadline>, score: Option<&SpinScore>) -> Acquire {
         // Spin briefly with loads only (no cache-line ping-pong) in case the
         // holder is about to release; a Python holder usually is not, so keep it short.
-        let mut spins = 0;
-        // Relaxed: only a hint; the CAS below does the synchronising.
-        while self.state.load(Ordering::Relaxed) == LOCKED && spins < SPIN_LIMIT {
-            spin_hint();
-            spins += 1;
+        #[cfg(not(loom))]
+        {
+            let mut spins = 0;
+            // Relaxed: only a hint; the CAS below does the synchronising.
+            while self.state.load(Ordering::Relaxed) == LOCKED && spins < SPIN_LIMIT {
+                spin_hint();
+                spins += 1;
+            }
         }
         // Polls a free lock is still left to a barging holder (see spin_adaptive).
         #[allow(unused_mut)]
