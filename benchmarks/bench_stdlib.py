@@ -92,6 +92,22 @@ def w_condition_pingpong(threading, n):
     t.join()
 
 
+@workload("condition_pingpong_1cpu",
+          "Condition ping-pong, 2 threads pinned to one CPU (per round trip)", 10_000)
+def w_condition_pingpong_1cpu(threading, n):
+    # Unpinned, the figure is bimodal: it depends on whether the scheduler
+    # puts the two threads on one CPU or two (see README.md). Pinned, both
+    # implementations pay one local context switch per hand-over.
+    if not hasattr(os, "sched_setaffinity"):
+        return w_condition_pingpong(threading, n)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(before)})  # threads started now inherit it
+    try:
+        w_condition_pingpong(threading, n)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 @workload("event", "Event() create + set() + wait()", 100_000)
 def w_event(threading, n):
     Event = threading.Event
