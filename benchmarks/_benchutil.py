@@ -37,6 +37,22 @@ def _proc_stat() -> tuple[int, int] | None:
     return total - idle, total
 
 
+def run_meta() -> dict:
+    """What every benchmark records about the interpreter and machine at its start."""
+    import time
+
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        # The interpreter a venv was made from (what run.sh --python names).
+        "base_executable": getattr(sys, "_base_executable", sys.executable),
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "loadavg_start": loadavg(),
+    }
+
+
 class OtherLoad:
     """How much CPU *other* processes used while we ran.
 

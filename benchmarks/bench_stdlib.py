@@ -30,7 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _benchutil import OtherLoad, cpu_model, loadavg, print_run_header
+from _benchutil import OtherLoad, loadavg, print_run_header, run_meta
 
 # --------------------------------------------------------------------------
 # child side: the workloads (threading is imported lazily, after install())
@@ -90,6 +90,22 @@ def w_condition_pingpong(threading, n):
     t.start()
     player(0, 1, n)
     t.join()
+
+
+@workload("condition_pingpong_1cpu",
+          "Condition ping-pong, 2 threads pinned to one CPU (per round trip)", 10_000)
+def w_condition_pingpong_1cpu(threading, n):
+    # Unpinned, the figure is bimodal: it depends on whether the scheduler
+    # puts the two threads on one CPU or two (see README.md). Pinned, both
+    # implementations pay one local context switch per hand-over.
+    if not hasattr(os, "sched_setaffinity"):
+        return w_condition_pingpong(threading, n)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(before)})  # threads started now inherit it
+    try:
+        w_condition_pingpong(threading, n)
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 @workload("event", "Event() create + set() + wait()", 100_000)
@@ -305,15 +321,10 @@ def main(argv=None) -> int:
         print(f"note: rsthread not importable ({rs_where}); stock only", file=sys.stderr)
 
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "python": sys.version.split()[0],
-        "executable": sys.executable,
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
+        **run_meta(),
         "rsthread": rs_where if have_rs else None,
         "repeats": args.repeats,
         "scale": args.scale,
-        "loadavg_start": loadavg(),
         "diag": args.diag,
     }
     other_load = OtherLoad()

@@ -17,7 +17,16 @@ once (on the stock module) so both modules run the same number of
 iterations. Per-op figures include the loop's own overhead, printed as the
 first row so it can be subtracted by eye.
 
-If ``rsthread`` cannot be imported, only the stock column is filled in.
+The second row is the *call floor*: the same loop making two calls of no-op
+builtin methods (``(0).bit_length()`` and ``[].__len__()``, bound once
+outside the loop), the least an ``acquire()``/``release()`` pair can cost on
+this interpreter. Lock figures print ``ratio to floor`` beside ``ratio to
+stock``: how many empty call pairs a lock operation costs, which compares
+across interpreter versions and machines better than raw nanoseconds.
+
+If ``rsthread`` cannot be imported (checked in a child interpreter first, so
+a crash on import cannot take the benchmark down), only the stock column is
+filled in and the run says "rsthread: not available on this version".
 """
 
 from __future__ import annotations
@@ -27,24 +36,37 @@ import argparse
 import gc
 import json
 import math
-import os
 import statistics
 import sys
 import time
 from itertools import repeat
 
-from _benchutil import OtherLoad, cpu_model, loadavg, print_run_header
+from _benchutil import OtherLoad, loadavg, print_run_header, run_meta
 
 perf_counter_ns = time.perf_counter_ns
 perf_counter = time.perf_counter
 
-try:
-    import rsthread._thread as rs
-except ImportError as exc:  # pragma: no cover - depends on the build
-    rs = None
-    RS_IMPORT_ERROR = repr(exc)
-else:
-    RS_IMPORT_ERROR = None
+
+
+def _probe_rsthread() -> str | None:
+    """None if ``import rsthread._thread`` works in a child interpreter,
+    else the last line it printed (or how it died)."""
+    import subprocess
+    p = subprocess.run([sys.executable, "-c", "import rsthread._thread"],
+                       capture_output=True, text=True)
+    if p.returncode == 0:
+        return None
+    lines = p.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit status {p.returncode}"
+
+
+RS_IMPORT_ERROR = _probe_rsthread()
+rs = None
+if RS_IMPORT_ERROR is None:
+    try:
+        import rsthread._thread as rs
+    except Exception as exc:  # pragma: no cover - depends on the build
+        RS_IMPORT_ERROR = repr(exc)
 
 
 # --------------------------------------------------------------------------
@@ -86,17 +108,40 @@ def t_loop_overhead(mod):
     return run
 
 
-def _acquire_release_loop(lock):
+def _one_call_loop(bind):
+    """Timer of a loop calling `f()`, where `(f,) = bind()` is bound before the clock starts."""
     def run(n):
-        acq = lock.acquire
-        rel = lock.release
+        (f,) = bind()
         it = repeat(None, n)
         t0 = perf_counter_ns()
         for _ in it:
-            acq()
-            rel()
+            f()
         return perf_counter_ns() - t0
     return run
+
+
+def _two_calls_loop(bind):
+    """Timer of a loop calling `a(); b()`, where `a, b = bind()` are bound
+    before the clock starts: the shape of every acquire+release figure and of
+    the call floor."""
+    def run(n):
+        a, b = bind()
+        it = repeat(None, n)
+        t0 = perf_counter_ns()
+        for _ in it:
+            a()
+            b()
+        return perf_counter_ns() - t0
+    return run
+
+
+def t_call_floor(mod):
+    """Two no-op builtin method calls per loop: the floor of a call pair."""
+    return _two_calls_loop(lambda: ((0).bit_length, [].__len__))
+
+
+def _acquire_release_loop(lock):
+    return _two_calls_loop(lambda: (lock.acquire, lock.release))
 
 
 def _with_loop(lock):
@@ -135,14 +180,7 @@ def t_acquire_timeout_release(mod):
 
 
 def t_allocate_lock(mod):
-    def run(n):
-        alloc = mod.allocate_lock
-        it = repeat(None, n)
-        t0 = perf_counter_ns()
-        for _ in it:
-            alloc()
-        return perf_counter_ns() - t0
-    return run
+    return _one_call_loop(lambda: (mod.allocate_lock,))
 
 
 def t_rlock_acquire_release(mod):
@@ -154,14 +192,7 @@ def t_with_rlock(mod):
 
 
 def t_get_ident(mod):
-    def run(n):
-        gi = mod.get_ident
-        it = repeat(None, n)
-        t0 = perf_counter_ns()
-        for _ in it:
-            gi()
-        return perf_counter_ns() - t0
-    return run
+    return _one_call_loop(lambda: (mod.get_ident,))
 
 
 def _thread_body(lock):
@@ -361,8 +392,11 @@ def contended_run(mod, nthreads: int, duration: float) -> dict:
 # main
 
 
+FLOOR = "call floor: (0).bit_length()+[].__len__()"
+
 PER_OP = [
     ("loop overhead (for _ in repeat)", t_loop_overhead, 1.0),
+    (FLOOR, t_call_floor, 1.0),
     ("lock acquire()+release()", t_acquire_release, 1.0),
     ("with lock:", t_with_lock, 1.0),
     ("lock acquire(True, 1.0)+release()", t_acquire_timeout_release, 1.0),
@@ -373,6 +407,15 @@ PER_OP = [
     ("start_new_thread until done", t_start_thread, 1.0),
     ("2-thread ping-pong (round trip)", t_pingpong, 1.0),
 ]
+
+# Figures printed with their ratio to the call floor (two calls each).
+FLOOR_RELATIVE = {
+    "lock acquire()+release()",
+    "with lock:",
+    "lock acquire(True, 1.0)+release()",
+    "RLock acquire()+release()",
+    "with rlock:",
+}
 
 
 # Diagnostics settings for the overhead figures: (label, flag names).
@@ -425,6 +468,17 @@ def diag_overhead(repeats: int, target: float) -> list[dict]:
     return out
 
 
+def add_floor_ratios(rows: list[dict]) -> None:
+    """Give each FLOOR_RELATIVE row `stock_to_floor` / `rsthread_to_floor`:
+    its time over the same module's call-floor time from the same run."""
+    floor = next(r for r in rows if r["figure"] == FLOOR)
+    for r in rows:
+        if r["figure"] in FLOOR_RELATIVE:
+            for side in ("stock", "rsthread"):
+                v, f = r[side], floor[side]
+                r[f"{side}_to_floor"] = v / f if (v is not None and f) else None
+
+
 def fmt_num(x, unit):
     if x is None:
         return "-"
@@ -435,6 +489,10 @@ def fmt_num(x, unit):
     if unit in ("us", "ms"):
         return f"{x:,.1f}"
     return f"{x:,}" if isinstance(x, int) else f"{x:,.1f}"
+
+
+def fmt_ratio(x):
+    return "-" if x is None else f"{x:.2f}"
 
 
 def main(argv=None) -> int:
@@ -464,16 +522,13 @@ def main(argv=None) -> int:
     if rs is not None and not args.stock_only:
         mods["rsthread"] = rs
     elif rs is None:
-        print(f"note: rsthread not importable ({RS_IMPORT_ERROR}); stock only", file=sys.stderr)
+        print(f"note: rsthread: not available on this version ({RS_IMPORT_ERROR}); stock only",
+              file=sys.stderr)
 
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "python": sys.version.split()[0],
-        "executable": sys.executable,
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
+        **run_meta(),
         "rsthread_file": getattr(rs, "__file__", None),
-        "loadavg_start": loadavg(),
+        "rsthread_error": RS_IMPORT_ERROR,
         "repeats": args.repeats,
         "quick": args.quick,
         "switchinterval": sys.getswitchinterval(),
@@ -501,6 +556,7 @@ def main(argv=None) -> int:
         best = best_of(timers, n, args.repeats)
         add(figure, "ns", "lower", best["stock"] * scale,
             best.get("rsthread") and best["rsthread"] * scale, loops=n)
+    add_floor_ratios(rows)
 
     # timed-acquire overshoot
     progress("timed acquire overshoot")
@@ -557,7 +613,8 @@ def main(argv=None) -> int:
     # table
     print_run_header(meta, f"best of {args.repeats}")
     w = max(len(r["figure"]) for r in rows) + 8
-    head = f"{'figure':<{w}} {'stock':>14} {'rsthread':>14} {'ratio rs/stock':>15}"
+    head = (f"{'figure':<{w}} {'stock':>14} {'rsthread':>14} {'ratio to stock':>15} "
+            f"{'ratio to floor (stock / rs)':>28}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -565,9 +622,19 @@ def main(argv=None) -> int:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         if r["better"] == "zero":
             ratio = "ok" if r["rsthread"] == 0 else ("-" if r["rsthread"] is None else "EARLY!")
+        to_floor = ""
+        if "stock_to_floor" in r:
+            sf, rf = r["stock_to_floor"], r["rsthread_to_floor"]
+            to_floor = f"{fmt_ratio(sf)} / {fmt_ratio(rf)}"
+        rs_cell = fmt_num(r["rsthread"], r["unit"])
+        if rs is None:
+            rs_cell = "n/a"
         print(f"{label:<{w}} {fmt_num(r['stock'], r['unit']):>14} "
-              f"{fmt_num(r['rsthread'], r['unit']):>14} {ratio:>15}")
+              f"{rs_cell:>14} {ratio:>15} {to_floor:>28}")
+    if rs is None:
+        print(f"rsthread: not available on this version ({RS_IMPORT_ERROR})")
     print("ratio < 1 is better for times, waits and sizes; > 1 is better for throughput.")
+    print("ratio to floor: the figure over the same module's call floor (two no-op builtin calls).")
     if diag_rows:
         print()
         print("diagnostics overhead (rsthread, uncontended; stock without diagnostics for reference):")

@@ -3,6 +3,21 @@
 #
 #   benchmarks/run.sh            # full run: ~4 minutes on an idle 2-core machine
 #   benchmarks/run.sh --quick    # smoke run: ~1-2 minutes (mostly compiling)
+#   benchmarks/run.sh --python /usr/bin/python3.11 --python "$(pyenv prefix 3.12.1)/bin/python3.12"
+#                                # per interpreter: stock and rsthread side by side on
+#                                # each, then one table with the versions as columns
+#
+# Per interpreter (--python PATH, repeatable, or a comma-separated list):
+#   - PATH itself is used if it imports rsthread._thread (e.g. .venv/bin/python);
+#     otherwise a venv benchmarks/target/venvs/<tag> is made with `PATH -m venv` and
+#     rsthread is installed into it with `pip install .` (log in
+#     benchmarks/target/results/versions/<tag>/build.log; BUILD_RSTHREAD=0 skips it);
+#   - a version where rsthread does not build or import is still measured: stock
+#     only, its column says "rsthread: not available on this version";
+#   - bench_thread.py and bench_stdlib.py write versions/<tag>/{thread,stdlib}.json
+#     (no criterion, no diagnostics runs), and summarize.py --versions writes
+#     benchmarks/RESULTS-versions.md from every versions/<tag>/ present, so runs
+#     made elsewhere (inside the Debian root, see benchmarks/README.md) join the table.
 #
 # Environment:
 #   REPEATS=N        best-of-N for the Python benchmarks (default: 7 for
@@ -32,13 +47,67 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
-for arg in "$@"; do
-    case "$arg" in
+PYTHONS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $arg" >&2; exit 2 ;;
+        --python)
+            [ $# -ge 2 ] || { echo "--python needs a path" >&2; exit 2; }
+            IFS=, read -r -a more <<< "$2"
+            PYTHONS+=("${more[@]}")
+            shift ;;
+        --python=*)
+            IFS=, read -r -a more <<< "${1#--python=}"
+            PYTHONS+=("${more[@]}") ;;
+        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
+    shift
 done
+
+if [ "${#PYTHONS[@]}" -gt 0 ]; then
+    OUT=benchmarks/target/results/versions
+    mkdir -p "$OUT"
+    PYARGS=()
+    [ "$QUICK" = 1 ] && PYARGS+=(--quick)
+    [ -n "${REPEATS:-}" ] && PYARGS+=(-n "$REPEATS")
+    STATUS=0
+    for P in "${PYTHONS[@]}"; do
+        if ! VER=$("$P" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null); then
+            echo "== $P: not a working interpreter, skipped" >&2; STATUS=1; continue
+        fi
+        # The tag tells apart two interpreters of one version (Debian's, pyenv's).
+        TAG="$VER-$(printf '%s' "$P" | tr -c 'A-Za-z0-9._' '_' | sed 's/^_*//')"
+        DIR="$OUT/$TAG"
+        mkdir -p "$DIR"
+        rm -f "$DIR"/thread.json "$DIR"/stdlib.json
+        if "$P" -c 'import rsthread._thread' 2>/dev/null; then
+            VPY="$P"
+            echo "== $VER ($P): rsthread already installed"
+        else
+            VENV="benchmarks/target/venvs/$TAG"
+            [ -x "$VENV/bin/python" ] || "$P" -m venv "$VENV"
+            VPY="$VENV/bin/python"
+            if "$VPY" -c 'import rsthread._thread' 2>/dev/null; then
+                echo "== $VER ($P): using $VENV"
+            elif [ "${BUILD_RSTHREAD:-1}" != 0 ]; then
+                echo "== $VER ($P): building rsthread into $VENV (log: $DIR/build.log)"
+                "$VPY" -m pip install -q --disable-pip-version-check --no-deps . > "$DIR/build.log" 2>&1 \
+                    || echo "   build failed (see $DIR/build.log)"
+            fi
+            "$VPY" -c 'import rsthread._thread' 2>/dev/null \
+                || echo "   rsthread: not available on this version (stock only)"
+        fi
+        "$VPY" benchmarks/bench_thread.py "${PYARGS[@]}" --json "$DIR/thread.json" | tee "$DIR/thread.txt" \
+            || { STATUS=1; echo "bench_thread.py failed on $VER" >&2; }
+        "$VPY" benchmarks/bench_stdlib.py "${PYARGS[@]}" --json "$DIR/stdlib.json" | tee "$DIR/stdlib.txt" \
+            || { STATUS=1; echo "bench_stdlib.py failed on $VER" >&2; }
+    done
+    "${PYTHONS[0]}" benchmarks/summarize.py --versions "$OUT" --note "${NOTE:-}" \
+        --out benchmarks/RESULTS-versions.md
+    cat benchmarks/RESULTS-versions.md
+    exit "$STATUS"
+fi
 
 PY=.venv/bin/python
 if [ -x "$PY" ] && "$PY" -c 'import rsthread._thread' 2>/dev/null; then

@@ -239,14 +239,20 @@ def test_locktype_not_instantiable(thread_mod):
     assert str(ei.value) == "cannot create '_thread.lock' instances"
 
 
-def test_lock_weakref_and_hash(thread_mod):
+def test_lock_weakref_hash_and_equality(thread_mod):
     import weakref
 
-    for obj in (thread_mod.allocate_lock(), thread_mod.RLock()):
+    for make in (thread_mod.allocate_lock, thread_mod.RLock):
+        obj, twin = make(), make()
         r = weakref.ref(obj)
         assert r() is obj
-        assert hash(obj) == hash(obj)
-        assert obj == obj and obj != type(obj)  # noqa: E721 -- the != operator is what is tested and not (obj != obj)
+        # Stock keeps object's identity hash and equality: two locks in the
+        # same state are different keys.
+        assert hash(obj) == object.__hash__(obj)
+        assert (obj == twin, obj != twin) == (False, True)
+        assert len({obj, twin}) == 2
+        del obj
+        assert r() is None, "the weak reference outlived the lock"
 
 
 # ---------------------------------------------------------------------------

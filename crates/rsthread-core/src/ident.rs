@@ -2,6 +2,12 @@
 
 /// `_thread.get_ident()`: `pthread_self()` as an integer. It is the key of
 /// `threading._active`, so it must equal what stock CPython would return.
+///
+/// ```
+/// let me = rsthread_core::ident::current();
+/// assert_eq!(me, rsthread_core::ident::current(), "stable within a thread");
+/// assert_ne!(me, std::thread::spawn(rsthread_core::ident::current).join().unwrap());
+/// ```
 #[inline]
 pub fn current() -> u64 {
     // SAFETY: pthread_self has no preconditions and cannot fail.
@@ -10,6 +16,12 @@ pub fn current() -> u64 {
 
 /// `_thread.get_native_id()`: the kernel thread id (`gettid`); the main
 /// thread's equals the process id.
+///
+/// ```
+/// let other = std::thread::spawn(rsthread_core::ident::native).join().unwrap();
+/// assert_ne!(other, u64::from(std::process::id()), "not the initial thread");
+/// assert_ne!(other, rsthread_core::ident::native());
+/// ```
 #[inline]
 pub fn native() -> u64 {
     rustix::thread::gettid().as_raw_nonzero().get() as u64
@@ -26,12 +38,4 @@ mod tests {
         let b = std::thread::spawn(super::current).join().unwrap();
         assert_ne!(a, b);
     }
-}
-
-/// Whether the calling thread is the process's initial thread (tid == pid),
-/// the one where CPython runs signal handlers. After `fork()` the surviving
-/// thread is the child's initial thread, so this stays right.
-#[inline]
-pub fn is_process_main() -> bool {
-    rustix::thread::gettid() == rustix::process::getpid()
 }

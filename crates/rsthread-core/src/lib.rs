@@ -11,6 +11,9 @@
 //!
 //! No Python here: the PyO3 binding (`rsthread-py`) converts arguments,
 //! releases the GIL around waits and maps outcomes to CPython's exceptions.
+//!
+//! `README.md` has a usage example of each part; its code blocks run as
+//! doctests.
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -24,6 +27,11 @@ pub mod sync;
 #[cfg(not(loom))]
 pub mod thread;
 pub mod timeout;
+
+/// The examples of `README.md`, run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use lock::{Acquire, NotLocked, RawLock, SpinScore};
 pub use rlock::{CountOverflow, RawRLock, ReleaseError};

@@ -13,6 +13,18 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::timeout::Deadline;
 
 /// Why an RLock release failed.
+///
+/// # Examples
+///
+/// ```
+/// use rsthread_core::{RawRLock, ReleaseError};
+///
+/// let r = RawRLock::new();
+/// assert_eq!(r.release(1), Err(ReleaseError::NotOwner), "nobody owns it");
+/// assert_eq!(r.try_acquire(1), Ok(true));
+/// assert_eq!(r.release(2), Err(ReleaseError::NotOwner), "1 owns it");
+/// assert_eq!(r.count(), 1, "the failed release changed nothing");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReleaseError {
     /// The caller does not own the lock (or nobody does).
@@ -20,10 +32,47 @@ pub enum ReleaseError {
 }
 
 /// The recursion count would overflow.
+///
+/// # Examples
+///
+/// ```
+/// use rsthread_core::{CountOverflow, RawRLock};
+///
+/// let r = RawRLock::new();
+/// assert!(r.try_acquire_inner());
+/// r.restore(1, u64::from(u32::MAX)); // as deep as a count goes
+/// assert_eq!(r.try_acquire(1), Err(CountOverflow));
+/// assert_eq!(r.count(), u64::from(u32::MAX), "the refused re-entry changed nothing");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CountOverflow;
 
 /// A reentrant futex lock.
+///
+/// # Examples
+///
+/// ```
+/// use rsthread_core::{Acquire, RawRLock};
+/// use std::sync::Arc;
+///
+/// let r = Arc::new(RawRLock::new());
+/// assert_eq!(r.try_acquire(1), Ok(true));
+/// assert_eq!(r.try_acquire(1), Ok(true), "the owner re-enters");
+/// let r2 = Arc::clone(&r);
+/// let other = std::thread::spawn(move || {
+///     // Not the owner: try first (re-entry), then wait.
+///     if r2.try_acquire(2) != Ok(true) {
+///         assert_eq!(r2.acquire_contended(2, None), Acquire::Acquired);
+///     }
+///     let who = r2.owner();
+///     r2.release(2).unwrap();
+///     who
+/// });
+/// r.release(1).unwrap();
+/// r.release(1).unwrap();
+/// assert_eq!(other.join().unwrap(), 2);
+/// assert_eq!((r.owner(), r.count()), (0, 0));
+/// ```
 #[derive(Debug, Default)]
 pub struct RawRLock {
     lock: RawLock,
@@ -80,8 +129,13 @@ impl RawRLock {
     }
 
     /// Take the lock for `me`, waiting until `deadline`. Does not re-enter:
-    /// call [`try_acquire`](Self::try_acquire) first.
+    /// call [`try_acquire`](Self::try_acquire) first. An owner that came
+    /// here would wait for itself forever (debug builds panic instead).
     pub fn acquire_contended(&self, me: u64, deadline: Option<Deadline>) -> Acquire {
+        debug_assert!(
+            !self.is_owned_by(me),
+            "RawRLock::acquire_contended by its owner: re-entry must go through try_acquire"
+        );
         let r = self.lock.acquire(deadline);
         if r == Acquire::Acquired {
             self.set_owner(me, 1);
@@ -188,6 +242,61 @@ mod tests {
         assert_eq!(r.release(7), Err(ReleaseError::NotOwner));
         assert_eq!(r.owner(), 0);
         assert!(!r.is_locked());
+    }
+
+    /// The owner re-enters while another thread sleeps on the contended
+    /// path (the word then carries PARKED, not just LOCKED): re-entry must
+    /// look at owner and count only, never block, and the waiter gets the
+    /// lock only after the last level is released.
+    #[test]
+    fn owner_reenters_while_another_thread_waits() {
+        use std::sync::atomic::{AtomicBool, Ordering as O};
+        use std::sync::Arc;
+        use std::time::Duration;
+        let r = Arc::new(RawRLock::new());
+        let got = Arc::new(AtomicBool::new(false));
+        assert_eq!(r.try_acquire(1), Ok(true));
+        let (r2, got2) = (r.clone(), got.clone());
+        let waiter = std::thread::spawn(move || {
+            assert_eq!(r2.try_acquire(2), Ok(false));
+            let a = r2.acquire_contended(2, None);
+            // SeqCst: test bookkeeping, read by the main thread.
+            got2.store(true, O::SeqCst);
+            assert_eq!((r2.owner(), r2.count()), (2, 1));
+            r2.release(2).unwrap();
+            a
+        });
+        // Let the waiter fall asleep on the inner lock.
+        std::thread::sleep(Duration::from_millis(30));
+        for depth in 2..=4 {
+            assert_eq!(r.try_acquire(1), Ok(true), "re-entry blocked or refused");
+            assert_eq!((r.owner(), r.count()), (1, depth));
+        }
+        for _ in 0..3 {
+            r.release(1).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        assert!(
+            !got.load(O::SeqCst),
+            "waiter got the lock while the owner held a level"
+        );
+        assert_eq!((r.owner(), r.count()), (1, 1));
+        r.release(1).unwrap();
+        assert_eq!(waiter.join().unwrap(), Acquire::Acquired);
+        assert!(got.load(O::SeqCst));
+        assert_eq!((r.owner(), r.count()), (0, 0));
+        assert!(!r.is_locked());
+    }
+
+    /// The trap itself: the owner calling `acquire_contended` would wait
+    /// for itself; debug builds say so instead of hanging.
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "re-entry must go through try_acquire")]
+    fn owner_in_contended_path_panics_in_debug() {
+        let r = RawRLock::new();
+        assert_eq!(r.try_acquire(5), Ok(true));
+        let _ = r.acquire_contended(5, Some(Deadline::from_nanos(0)));
     }
 
     #[test]

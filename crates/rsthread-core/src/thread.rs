@@ -22,41 +22,21 @@ pub fn stack_size() -> usize {
 }
 
 /// Set the stack size for threads started from now on; returns the previous one.
+///
+/// ```
+/// use rsthread_core::thread::{set_stack_size, stack_size, StackSizeError, STACK_MIN};
+///
+/// assert_eq!(set_stack_size(STACK_MIN - 1), Err(StackSizeError::Invalid(STACK_MIN - 1)));
+/// let previous = set_stack_size(STACK_MIN).unwrap();
+/// assert_eq!(stack_size(), STACK_MIN);
+/// assert_eq!(set_stack_size(previous), Ok(STACK_MIN));
+/// ```
 pub fn set_stack_size(size: usize) -> Result<usize, StackSizeError> {
     if size != 0 && size < STACK_MIN {
         return Err(StackSizeError::Invalid(size));
     }
     // Relaxed: see stack_size().
     Ok(STACK_SIZE.swap(size, Ordering::Relaxed))
-}
-
-/// Start `f` on a new detached thread with the configured stack size;
-/// returns its ident (`pthread_self()` in it). Built on [`spawn_raw`], so
-/// there is one thread-start path and one stack-size policy (0: the
-/// platform default, as `pthread_create` picks it). A panic in `f` ends the
-/// thread (after the panic hook has reported it) without unwinding into
-/// glibc.
-pub fn spawn<F>(f: F) -> std::io::Result<u64>
-where
-    F: FnOnce() + Send + 'static,
-{
-    extern "C-unwind" fn start<F: FnOnce()>(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
-        // SAFETY: `arg` is the Box<F> leaked by `spawn` for this thread only.
-        let f = unsafe { Box::from_raw(arg.cast::<F>()) };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(*f));
-        std::ptr::null_mut()
-    }
-    let arg = Box::into_raw(Box::new(f)).cast::<std::ffi::c_void>();
-    // SAFETY: `start::<F>` takes ownership of `arg` and keeps nothing with a
-    // destructor alive outside `catch_unwind`.
-    match unsafe { spawn_raw(start::<F>, arg) } {
-        Ok(id) => Ok(id),
-        Err(e) => {
-            // SAFETY: the thread was not started, so `arg` is still ours.
-            drop(unsafe { Box::from_raw(arg.cast::<F>()) });
-            Err(e)
-        }
-    }
 }
 
 /// The entry point of a thread started by [`spawn_raw`].
@@ -66,8 +46,8 @@ pub type RawStart = extern "C-unwind" fn(*mut std::ffi::c_void) -> *mut std::ffi
 /// stack size (0: the platform default, exactly what `pthread_create` picks,
 /// like CPython); returns its ident (`pthread_self()` in it).
 ///
-/// Unlike [`spawn`] there is no Rust frame (no `catch_unwind`, no thread
-/// bookkeeping) between glibc's `start_thread` and `start`. That matters for
+/// There is no Rust frame (no `catch_unwind`, no thread bookkeeping)
+/// between glibc's `start_thread` and `start`. That matters for
 /// threads that run Python: CPython < 3.14 may end a thread with
 /// `pthread_exit` when it tries to take the GIL during finalization, and
 /// that forced unwind must not meet Rust landing pads.
@@ -113,6 +93,27 @@ pub unsafe fn spawn_raw(start: RawStart, arg: *mut std::ffi::c_void) -> std::io:
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::sync::mpsc::{channel, Sender};
+
+    /// What the started thread reports: its ident and its stack size.
+    type Report = Sender<(u64, usize)>;
+
+    extern "C-unwind" fn report(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
+        // SAFETY: `arg` is the Box<Report> leaked by the test for this thread only.
+        let tx = unsafe { Box::from_raw(arg.cast::<Report>()) };
+        // SAFETY: `attr` is initialised by pthread_getattr_np before it is
+        // read and destroyed after; the calling thread is alive.
+        let size = unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
+            let mut size = 0usize;
+            libc::pthread_attr_getstacksize(&attr, &mut size);
+            libc::pthread_attr_destroy(&mut attr);
+            size
+        };
+        tx.send((crate::ident::current(), size)).unwrap();
+        std::ptr::null_mut()
+    }
 
     #[test]
     fn stack_size_rules() {
@@ -123,9 +124,15 @@ mod tests {
         );
         let prev = set_stack_size(1 << 20).unwrap();
         assert_eq!(stack_size(), 1 << 20);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let id = spawn(move || tx.send(crate::ident::current()).unwrap()).unwrap();
-        assert_eq!(rx.recv().unwrap(), id);
+        let (tx, rx) = channel::<(u64, usize)>();
+        let arg = Box::into_raw(Box::new(tx)).cast::<std::ffi::c_void>();
+        // SAFETY: `report` takes ownership of `arg` and keeps nothing alive
+        // across a possible pthread_exit (it never calls one).
+        let id = unsafe { spawn_raw(report, arg) }.unwrap();
+        let (seen, size) = rx.recv().unwrap();
+        assert_eq!(seen, id);
+        // glibc may hand out a cached stack that is larger, never smaller.
+        assert!(size >= 1 << 20, "stack of {size} bytes");
         assert_eq!(set_stack_size(prev).unwrap(), 1 << 20);
     }
 }

@@ -8,6 +8,22 @@ use rustix::time::{clock_gettime, ClockId, Timespec};
 use std::time::Duration;
 
 /// A point in time on `CLOCK_MONOTONIC`, in nanoseconds.
+///
+/// # Examples
+///
+/// ```
+/// use rsthread_core::Deadline;
+/// use std::time::Duration;
+///
+/// let d = Deadline::after(Duration::from_secs(60));
+/// assert!(!d.passed());
+/// assert!(d.remaining() <= Duration::from_secs(60));
+/// let past = Deadline::from_nanos(0);
+/// assert!(past.passed() && past.remaining() == Duration::ZERO);
+/// assert_eq!(d.min(past), past);
+/// // A huge timeout saturates ("practically forever") instead of wrapping.
+/// assert!(Deadline::after(Duration::MAX) >= d);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Deadline(u64);
 

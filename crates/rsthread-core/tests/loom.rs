@@ -1,10 +1,11 @@
 //! Model checking of the lock state machines with loom: every interleaving
 //! of 2–3 threads over the fast path, the contended path (futex sleep and
-//! wake), timed waits that expire, and release by a thread that never
-//! acquired. Run with:
+//! wake), timed waits that expire, a timed waiter racing a hand-off release,
+//! and release by a thread that never acquired. Run with:
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" cargo test -p rsthread-core --release --test loom
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
+//!     cargo test -p rsthread-core --release --test loom
 //! ```
 #![cfg(loom)]
 
@@ -107,6 +108,59 @@ fn timed_wait_expiry_keeps_state_consistent() {
         assert!(!lock.is_locked());
         assert!(lock.try_acquire());
     });
+}
+
+/// A timed waiter that has asked for a hand-off (starving) races a release
+/// that hands the lock to it, and then times out: the release may free the
+/// lock or hand it off, before or after the waiter withdraws. Whatever the
+/// interleaving, the waiter's outcome must match the lock state: `Acquired`
+/// means it owns the lock, `TimedOut` that it does not, and no hand-off is
+/// left stranded (that would keep the lock held by nobody forever).
+///
+/// With `untimed_too`, a second, untimed waiter joins: a hand-off that the
+/// timed waiter gives up must still reach a thread (the untimed waiter may be
+/// woken by it without being allowed to claim it, and must pass it on), so
+/// both waiters finish.
+fn timed_waiter_races_handoff(untimed_too: bool) {
+    model(move || {
+        let lock = Arc::new(RawLock::new());
+        assert!(lock.try_acquire());
+        let l2 = lock.clone();
+        let timed = thread::spawn(move || {
+            let r = l2.acquire(Some(Deadline::from_nanos(0)));
+            assert_ne!(r, Acquire::Interrupted);
+            if r == Acquire::Acquired {
+                l2.release().unwrap();
+            }
+        });
+        let untimed = untimed_too.then(|| {
+            let l3 = lock.clone();
+            thread::spawn(move || {
+                assert_eq!(l3.acquire(None), Acquire::Acquired);
+                l3.release().unwrap();
+            })
+        });
+        lock.release().unwrap();
+        timed.join().unwrap();
+        if let Some(h) = untimed {
+            h.join().unwrap();
+        }
+        assert!(
+            !lock.is_locked(),
+            "a hand-off was stranded, or the timed-out waiter kept the lock"
+        );
+        assert!(lock.try_acquire());
+    });
+}
+
+#[test]
+fn timed_waiter_races_handoff_release() {
+    timed_waiter_races_handoff(false);
+}
+
+#[test]
+fn timed_and_untimed_waiters_race_handoff_release() {
+    timed_waiter_races_handoff(true);
 }
 
 /// RLock: a thread re-enters while another contends; counts and ownership
