@@ -346,8 +346,9 @@ fn on_acquired(
     site: SiteId,
     blocking: bool,
     waited_ns: u64,
+    entered: bool,
 ) {
-    if let Some(inv) = cell::acquired(c, me, site, blocking, waited_ns) {
+    if let Some(inv) = cell::acquired(c, me, site, blocking, waited_ns, entered) {
         report_inversion(py, &inv);
     }
 }
@@ -355,15 +356,22 @@ fn on_acquired(
 /// Record an uncontended acquire of `c` (just done): the site and the fast
 /// path in one visit of the thread's record; the slow path if it declines.
 #[inline]
-fn acquired_now(py: Python<'_>, c: &'static LockCell, blocking: bool) {
+fn acquired_now(py: Python<'_>, c: &'static LockCell, blocking: bool, entered: bool) {
     let r = cell::with_thread(|t| {
         let site = site_in(py, t);
-        (t.acquired_fast(c, site, blocking), site, t.me())
+        (t.acquired_fast(c, site, blocking, entered), site, t.me())
     });
     let inv = match r {
         Some((true, _, _)) => None,
-        Some((false, site, me)) => cell::acquired_slow(c, me, site, blocking, 0),
-        None => cell::acquired_slow(c, ident::current(), caller_site_slow(py), blocking, 0),
+        Some((false, site, me)) => cell::acquired_slow(c, me, site, blocking, 0, entered),
+        None => cell::acquired_slow(
+            c,
+            ident::current(),
+            caller_site_slow(py),
+            blocking,
+            0,
+            entered,
+        ),
     };
     if let Some(inv) = inv {
         report_inversion(py, &inv);
@@ -380,11 +388,26 @@ fn releasing(c: &'static LockCell) {
     }
 }
 
+/// Deliver deadlock `d`, found by thread `me`: under raise mode the error
+/// for `me` if `me` is the cycle's thread that gets it, else posted to
+/// that thread (which collects it in [`blocking_wait`]); under warn mode
+/// printed here.
+fn deliver(py: Python<'_>, d: Deadlock, me: u64) -> Option<PyErr> {
+    if diag::deadlock_mode() != DeadlockMode::Raise {
+        report_deadlock(py, &d, false);
+        return None;
+    }
+    if d.detected_by == me {
+        return report_deadlock(py, &d, true);
+    }
+    diag::post_deadlock(d);
+    None
+}
+
 /// `wait_begin`, reporting a deadlock; `Err` (the wait closed) in raise mode.
 fn begin_wait(py: Python<'_>, me: u64, id: LockId, timed: bool) -> PyResult<()> {
     if let Some(d) = diag::wait_begin(me, id, timed) {
-        let raise = diag::deadlock_mode() == DeadlockMode::Raise && d.detected_by == me;
-        if let Some(e) = report_deadlock(py, &d, raise) {
+        if let Some(e) = deliver(py, d, me) {
             diag::wait_end(me, id, false);
             return Err(e);
         }
@@ -392,13 +415,19 @@ fn begin_wait(py: Python<'_>, me: u64, id: LockId, timed: bool) -> PyResult<()> 
     Ok(())
 }
 
+/// Longest sleep of a diagnosed wait under raise mode between two looks at
+/// a deadlock posted for the waiting thread.
+const POSTED_POLL_NS: u64 = 50_000_000;
+
 /// The slow path of a blocking acquire, with wait records around the sleep.
+#[allow(clippy::too_many_arguments)]
 fn blocking_wait<F>(
     py: Python<'_>,
     me: u64,
     c: &'static LockCell,
     site: SiteId,
     timeout: i64,
+    entered: bool,
     block: F,
 ) -> PyResult<bool>
 where
@@ -408,7 +437,29 @@ where
     let timed = timeout != UNSET_TIMEOUT;
     let start = monotonic_ns();
     begin_wait(py, me, id, timed)?;
-    let r = acquire_timed_with(py, timeout, block, |py| {
+    let poll = diag::deadlock_mode() == DeadlockMode::Raise;
+    // Under raise mode, sleep in slices so that a deadlock posted for this
+    // thread (found by a bystander or the watchdog) is raised here: a slice
+    // that ends is reported as an interruption, which runs `pending` below.
+    let sliced = |d: Option<Deadline>| {
+        if !poll {
+            return block(d);
+        }
+        let s = Deadline::after_ns(POSTED_POLL_NS);
+        let s = d.map_or(s, |d| d.min(s));
+        match block(Some(s)) {
+            Acquire::TimedOut if Some(s) != d => Acquire::Interrupted,
+            r => r,
+        }
+    };
+    let r = acquire_timed_with(py, timeout, sliced, |py| {
+        if poll {
+            if let Some(d) = diag::take_deadlock(me) {
+                if let Some(e) = report_deadlock(py, &d, true) {
+                    return Err(e);
+                }
+            }
+        }
         let before = cell::ops();
         let r = make_pending_calls(py);
         if r.is_ok() && cell::ops() != before {
@@ -428,6 +479,7 @@ where
                 site,
                 true,
                 monotonic_ns().saturating_sub(start).max(1),
+                entered,
             );
             Ok(true)
         }
@@ -442,12 +494,18 @@ where
     }
 }
 
-/// `lock.acquire` with diagnostics on (`timeout` parsed: ns, 0 try, unset).
+/// `lock.acquire` (`entered`: `lock.__enter__`) with diagnostics on
+/// (`timeout` parsed: ns, 0 try, unset).
 #[inline(never)]
-pub(crate) fn lock_acquire(py: Python<'_>, l: &PyLock, timeout: i64) -> PyResult<bool> {
+pub(crate) fn lock_acquire(
+    py: Python<'_>,
+    l: &PyLock,
+    timeout: i64,
+    entered: bool,
+) -> PyResult<bool> {
     let c = cell_of(&l.diag);
     if l.raw.try_acquire() {
-        acquired_now(py, c, timeout != 0);
+        acquired_now(py, c, timeout != 0, entered);
         return Ok(true);
     }
     let me = ident::current();
@@ -456,7 +514,7 @@ pub(crate) fn lock_acquire(py: Python<'_>, l: &PyLock, timeout: i64) -> PyResult
         return Ok(false);
     }
     let site = caller_site(py);
-    blocking_wait(py, me, c, site, timeout, |d| {
+    blocking_wait(py, me, c, site, timeout, entered, |d| {
         l.raw.acquire_adaptive(d, &l.spin)
     })
 }
@@ -473,14 +531,14 @@ pub(crate) fn lock_release(l: &PyLock) -> PyResult<()> {
     l.raw.release().map_err(|_| errors::release_unlocked())
 }
 
-/// `RLock.acquire` with diagnostics on.
+/// `RLock.acquire` with diagnostics on (every RLock hold is owned).
 #[inline(never)]
 pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResult<bool> {
     let me = ident::current();
     let c = cell_of(&l.diag);
     match l.raw.try_acquire(me) {
         Ok(true) => {
-            acquired_now(py, c, timeout != 0);
+            acquired_now(py, c, timeout != 0, false);
             return Ok(true);
         }
         Ok(false) => {}
@@ -490,7 +548,9 @@ pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResu
         return Ok(false);
     }
     let site = caller_site(py);
-    blocking_wait(py, me, c, site, timeout, |d| l.raw.acquire_contended(me, d))
+    blocking_wait(py, me, c, site, timeout, false, |d| {
+        l.raw.acquire_contended(me, d)
+    })
 }
 
 /// `RLock.release` with diagnostics on: the record first, if we own it.
@@ -521,14 +581,21 @@ pub(crate) fn rlock_acquire_restore(py: Python<'_>, l: &PyRLock, owner: u64, cou
     if !l.raw.try_acquire_inner() {
         let start = monotonic_ns();
         if let Some(d) = diag::wait_begin(me, c.id(), false) {
-            report_deadlock(py, &d, false);
+            // Not interruptible: a raise-mode error goes to another thread
+            // of the cycle if there is one, else it is only reported.
+            let posted = diag::deadlock_mode() == DeadlockMode::Raise && d.detected_by != me;
+            if posted {
+                diag::post_deadlock(d);
+            } else {
+                report_deadlock(py, &d, false);
+            }
         }
         py.detach(|| l.raw.acquire_inner_blocking());
         diag::wait_end(me, c.id(), true);
         waited = monotonic_ns().saturating_sub(start).max(1);
     }
     l.raw.restore(owner, count);
-    on_acquired(py, c, me, site, true, waited);
+    on_acquired(py, c, me, site, true, waited, false);
     if count != 1 {
         diag::set_rlock_depth(c.id(), count);
     }
@@ -933,7 +1000,13 @@ fn longest_waits(py: Python<'_>, threshold: f64) -> PyResult<Bound<'_, PyList>> 
 fn detect_deadlock(py: Python<'_>, ident: u64) -> PyResult<bool> {
     match diag::detect_deadlock(ident) {
         Some(d) => {
-            report_deadlock(py, &d, false);
+            // The caller (the watchdog) is never in the cycle: under raise
+            // mode the error is posted to the cycle's thread.
+            if let Some(e) = deliver(py, d, ident) {
+                e.restore(py);
+                // SAFETY: attached; prints and clears the error just set.
+                unsafe { ffi::PyErr_WriteUnraisable(std::ptr::null_mut()) };
+            }
             Ok(true)
         }
         None => Ok(false),

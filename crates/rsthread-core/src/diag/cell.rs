@@ -45,6 +45,10 @@ pub(crate) const RELEASED_BY_OTHER: u32 = 1 << 2;
 pub(crate) const SELF_BLOCKED: u32 = 1 << 3;
 /// Bit: the state has a pending leak or an exited holder for it (slow path).
 pub(crate) const ORPHANED: u32 = 1 << 4;
+/// Bit: the current hold was taken through `__enter__` (a `with` block):
+/// its release is the matching `__exit__` in the same thread, so only the
+/// holder can end it. Set or cleared by every [`LockCell::begin_hold`].
+pub(crate) const ENTERED: u32 = 1 << 5;
 
 /// Hold-stack entries checked for staleness once the stack is this deep.
 const PRUNE_DEPTH: usize = 16;
@@ -184,9 +188,21 @@ impl LockCell {
         self.hold_site.load(Ordering::Relaxed)
     }
 
-    /// Begin a hold by `t` (depth 1).
+    /// Begin a hold by `t` (depth 1); `entered`: taken through `__enter__`.
     #[inline]
-    pub(crate) fn begin_hold(&self, t: ThreadId, site: SiteId, since: u64, seq: u64) {
+    pub(crate) fn begin_hold(
+        &self,
+        t: ThreadId,
+        site: SiteId,
+        since: u64,
+        seq: u64,
+        entered: bool,
+    ) {
+        if entered {
+            self.set_bit(ENTERED);
+        } else {
+            self.clear_bit(ENTERED);
+        }
         self.hold_site.store(site, Ordering::Relaxed);
         self.since.store(since, Ordering::Relaxed);
         self.seq.store(seq, Ordering::Relaxed);
@@ -217,15 +233,15 @@ impl LockCell {
         bump(&self.acquisitions, 1);
     }
 
-    /// An edge "waiter -> holder" through this lock can only be broken by the holder.
+    /// An edge "waiter -> holder" through this lock can only be broken by
+    /// the holder: evidence about the *current* hold, never about the
+    /// lock's past (a plain lock may be released by any thread). An RLock
+    /// only by its owner; a thread's sentinel only by its thread's exit; a
+    /// plain lock only when this hold was taken through `__enter__`.
     pub(crate) fn owned(&self) -> bool {
         match self.kind() {
             LockKind::RLock => true,
-            LockKind::Lock => {
-                let b = self.bits();
-                b & SENTINEL != 0
-                    || (b & RELEASED_BY_SELF != 0 && b & (RELEASED_BY_OTHER | SELF_BLOCKED) == 0)
-            }
+            LockKind::Lock => self.bits() & (SENTINEL | ENTERED) != 0,
         }
     }
 
@@ -661,7 +677,13 @@ impl ThreadDiag {
     /// The fast path of [`acquired`]: true if the acquire is fully recorded,
     /// false if the caller must call [`acquired`] (the slow path).
     #[inline]
-    pub fn acquired_fast(&mut self, cell: &'static LockCell, site: SiteId, blocking: bool) -> bool {
+    pub fn acquired_fast(
+        &mut self,
+        cell: &'static LockCell,
+        site: SiteId,
+        blocking: bool,
+        entered: bool,
+    ) -> bool {
         let Some(flags) = self.fast_flags(cell) else {
             return false;
         };
@@ -681,7 +703,7 @@ impl ThreadDiag {
         }
         self.seq += 1;
         let now = time_now(flags);
-        cell.begin_hold(me, site, now, self.seq);
+        cell.begin_hold(me, site, now, self.seq, entered);
         if flags & PROFILE != 0 {
             cell.count_acquisition();
         }
@@ -728,20 +750,23 @@ impl ThreadDiag {
 }
 
 /// The calling thread (`me`) acquired the lock of `cell` at `site`
-/// (`blocking` and `waited_ns` as for [`super::acquired`]). Call after the
-/// real acquire succeeded, outside [`with_thread`]. Returns a lock-order
-/// inversion to report.
+/// (`blocking` and `waited_ns` as for [`super::acquired`]; `entered`: through
+/// `__enter__`). Call after the real acquire succeeded, outside
+/// [`with_thread`]. Returns a lock-order inversion to report.
 pub fn acquired(
     cell: &'static LockCell,
     me: ThreadId,
     site: SiteId,
     blocking: bool,
     waited_ns: u64,
+    entered: bool,
 ) -> Option<OrderInversion> {
-    if waited_ns == 0 && with_thread(|l| l.acquired_fast(cell, site, blocking)) == Some(true) {
+    if waited_ns == 0
+        && with_thread(|l| l.acquired_fast(cell, site, blocking, entered)) == Some(true)
+    {
         return None;
     }
-    acquired_slow(cell, me, site, blocking, waited_ns)
+    acquired_slow(cell, me, site, blocking, waited_ns, entered)
 }
 
 /// The slow path of [`acquired`] (after [`ThreadDiag::acquired_fast`]
@@ -752,13 +777,22 @@ pub fn acquired_slow(
     site: SiteId,
     blocking: bool,
     waited_ns: u64,
+    entered: bool,
 ) -> Option<OrderInversion> {
     let g = global();
     let flags = g.flags();
     let reentry = cell.holder_raw() == me && cell.kind() == LockKind::RLock;
     let held = with_thread(|l| l.held_ids(cell)).unwrap_or_default();
     super::flush_events();
-    let inv = g.acquired_with(me, cell.id(), site, blocking, waited_ns, Some(&held));
+    let inv = g.acquired_with(
+        me,
+        cell.id(),
+        site,
+        blocking,
+        waited_ns,
+        entered,
+        Some(&held),
+    );
     let _ = with_thread(|l| {
         l.known = true;
         l.sync = false;

@@ -50,12 +50,13 @@ pub struct HeldLock {
 /// Which rule made a wait cycle a deadlock. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadlockRule {
-    /// Every edge is owned (RLock, sentinel or mutex-like plain lock): only a
-    /// thread inside the cycle could break it, and all of them wait.
+    /// Every edge is owned (RLock, sentinel, or a plain lock held through
+    /// `with`): only a thread inside the cycle could break it, and all of
+    /// them wait.
     Definite,
-    /// Some edge is a plain lock that anyone may release (or a thread waits
-    /// on a lock it holds itself), and every live registered thread is
-    /// blocked, so nobody is left to release it.
+    /// Some edge is a plain lock held through `acquire()`, which anyone may
+    /// release, and every live registered thread is blocked, so nobody is
+    /// left to release it.
     AllBlocked,
 }
 
@@ -77,8 +78,10 @@ pub struct CycleThread {
 /// A wait cycle that will not resolve by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deadlock {
-    /// The thread whose wait completed the picture (the binding reports or
-    /// raises in this thread).
+    /// The thread of the cycle that gets the error: the one whose wait
+    /// closed the cycle, or (when a bystander's wait or the watchdog revealed
+    /// it) the member that began waiting last. Under raise mode the binding
+    /// raises in this thread only.
     pub detected_by: ThreadId,
     /// When (monotonic ns).
     pub at_ns: u64,

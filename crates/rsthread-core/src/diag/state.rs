@@ -200,6 +200,8 @@ pub(crate) struct State {
     /// Reported wait cycles, as sorted (thread, lock) lists.
     pub(crate) reported: Vec<Vec<(ThreadId, LockId)>>,
     pending_leaks: HashMap<LockId, Leak>,
+    /// Deadlocks to raise in a thread of their cycle (posted by a bystander).
+    posted: HashMap<ThreadId, Deadlock>,
     order: OrderGraph,
     stats: HashMap<LockClass, ClassAcc>,
     slab: cell::Slab,
@@ -216,6 +218,7 @@ impl State {
             next_episode: 1,
             reported: Vec::new(),
             pending_leaks: HashMap::default(),
+            posted: HashMap::default(),
             order: OrderGraph::default(),
             stats: HashMap::default(),
             slab: cell::Slab::default(),
@@ -497,6 +500,7 @@ impl State {
         self.event(cx, t, EventKind::ThreadEnd, t, 0);
         self.set_wait(t, None);
         self.forget_reported(t);
+        self.posted.remove(&t);
         let who = self.tref(t);
         let mut leaks = Vec::new();
         for id in self.held_ids(t) {
@@ -557,6 +561,7 @@ impl State {
         site: SiteId,
         blocking: bool,
         waited_ns: u64,
+        entered: bool,
         held: Option<&[LockId]>,
     ) -> Option<OrderInversion> {
         self.thread_entry(t);
@@ -592,7 +597,7 @@ impl State {
             None
         };
 
-        c.begin_hold(t, site, cx.now, cell::next_seq());
+        c.begin_hold(t, site, cx.now, cell::next_seq(), entered);
         let class = c.class();
         if cx.on(PROFILE) {
             c.count_acquisition();
@@ -908,10 +913,9 @@ impl State {
         if timed && !report_timed {
             return None;
         }
-        let definite = cycle.len() > 1
-            && cycle
-                .iter()
-                .all(|k| self.locks.get(&k.lock).is_some_and(|l| l.cell.owned()));
+        let definite = cycle
+            .iter()
+            .all(|k| self.locks.get(&k.lock).is_some_and(|l| l.cell.owned()));
         if definite {
             Some(DeadlockRule::Definite)
         } else if self.all_blocked(report_timed) {
@@ -984,8 +988,18 @@ impl State {
         }
         // The cycle through `t` first (it was considered first if there is one).
         let (rule, first) = found.remove(0);
+        // The error goes to a thread of the cycle: `t` if it is one, else the
+        // member that began waiting last (its wait closed the cycle).
+        let closer = if first.iter().any(|k| k.thread == t) {
+            t
+        } else {
+            first
+                .iter()
+                .max_by_key(|k| self.threads[&k.thread].wait.map_or(0, |w| w.episode))
+                .map_or(t, |k| k.thread)
+        };
         let dl = Deadlock {
-            detected_by: t,
+            detected_by: closer,
             at_ns: cx.now,
             rule,
             threads: self.cycle_threads(&first),
@@ -999,6 +1013,18 @@ impl State {
             self.event(cx, t, EventKind::Deadlock, lock, id);
         }
         Some(dl)
+    }
+
+    pub(crate) fn post_deadlock(&mut self, d: Deadlock) {
+        self.posted.insert(d.detected_by, d);
+    }
+
+    pub(crate) fn take_deadlock(&mut self, t: ThreadId) -> Option<Deadlock> {
+        let d = self.posted.remove(&t)?;
+        // Still current: t waits for the lock it waited for in the report.
+        let me = d.threads.iter().find(|c| c.thread.ident == t)?;
+        let w = self.threads.get(&t)?.wait?;
+        (w.lock == me.waits_for.id).then_some(d)
     }
 
     // ----- inspection ----------------------------------------------------
@@ -1185,6 +1211,7 @@ impl State {
         }
         self.threads.insert(surviving, me);
         self.reported.clear();
+        self.posted.clear();
         self.reset_stats();
         self.timeline.clear();
         self.timeline.names.clear();

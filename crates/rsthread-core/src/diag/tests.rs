@@ -31,11 +31,10 @@ fn start(d: &Diagnostics, t: ThreadId) {
     d.thread_started(t, 1000 + t, Some(format!("T{t}")));
 }
 
-/// A plain lock that `by` has used as a mutex once (acquired and released).
-fn mutex(d: &Diagnostics, id: LockId, by: ThreadId) {
+/// A plain lock, created cold (never used before), that `by` takes with
+/// `with` (an owned hold) when the test calls [`enter`].
+fn mutex(d: &Diagnostics, id: LockId, _by: ThreadId) {
     d.lock_created(id, LockKind::Lock, site(&format!("test.py:{id} in mutex")));
-    d.acquired(by, id, UNKNOWN_SITE, true, 0);
-    d.released(by, id);
 }
 
 fn rlock(d: &Diagnostics, id: LockId) {
@@ -52,7 +51,7 @@ fn ring(d: &Diagnostics, n: u64) -> Deadlock {
     for i in 1..=n {
         start(d, i);
         mutex(d, 100 + i, i);
-        d.acquired(i, 100 + i, site(&format!("ring.py:{i} in take")), true, 0);
+        d.entered(i, 100 + i, site(&format!("ring.py:{i} in take")), true, 0);
     }
     for i in 1..n {
         assert_eq!(
@@ -162,7 +161,7 @@ fn rlock_and_mutex_mixed_cycle() {
     rlock(&d, 10);
     mutex(&d, 20, 2);
     d.acquired(1, 10, UNKNOWN_SITE, true, 0);
-    d.acquired(2, 20, UNKNOWN_SITE, true, 0);
+    d.entered(2, 20, UNKNOWN_SITE, true, 0);
     assert_eq!(d.wait_begin(2, 10, false), None);
     let dl = d.wait_begin(1, 20, false).expect("RLock + mutex-like Lock");
     assert_eq!(dl.rule, DeadlockRule::Definite);
@@ -180,7 +179,7 @@ fn join_cycle_through_sentinel() {
     d.lock_created(50, LockKind::Lock, site("threading.py:1 in _set_sentinel"));
     d.mark_sentinel(50);
     d.acquired(2, 50, UNKNOWN_SITE, true, 0);
-    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
     assert_eq!(d.wait_begin(1, 50, false), None, "1 joins 2");
     let dl = d
         .wait_begin(2, 10, false)
@@ -339,8 +338,9 @@ fn self_deadlock_only_when_everyone_is_blocked() {
 }
 
 #[test]
-fn first_use_plain_cycle_reported_when_all_block() {
-    // with a: with b  /  with b: with a, first time, while main still runs.
+fn plain_acquire_cycle_reported_when_all_block() {
+    // a.acquire(); b.acquire()  /  b.acquire(); a.acquire(), first time,
+    // while main still runs: a plain hold may be released by main.
     let d = diag(DEADLOCK);
     for t in [1, 2, 3] {
         start(&d, t);
@@ -356,17 +356,128 @@ fn first_use_plain_cycle_reported_when_all_block() {
     assert_eq!(
         d.wait_begin(2, 10, false),
         None,
-        "never-released locks: main (3) may release them"
+        "plain holds: main (3) may release them"
     );
     let dl = d
         .wait_begin(3, 30, false)
         .expect("main joins: everyone blocked");
     assert_eq!(dl.rule, DeadlockRule::AllBlocked);
-    assert_eq!(dl.detected_by, 3);
+    assert_eq!(
+        dl.detected_by, 2,
+        "the error goes to the cycle's last waiter, not the joiner"
+    );
     let mut ids = idents(&dl);
     ids.sort_unstable();
     assert_eq!(ids, [1, 2], "the cycle, not the joiner");
     assert_eq!(d.detect_deadlock(3), None, "once");
+}
+
+#[test]
+fn first_use_with_cycle_reported_at_once_despite_busy_bystanders() {
+    // with a: b.acquire()  /  with b: a.acquire(), cold locks, while main
+    // polls join(timeout) and a heartbeat thread runs.
+    for bystander_waits_timed in [false, true] {
+        let d = diag(DEADLOCK);
+        for t in [1, 2, 3, 4] {
+            start(&d, t);
+        }
+        d.lock_created(10, LockKind::Lock, site("demo.py:1 in <module>"));
+        d.lock_created(20, LockKind::Lock, site("demo.py:2 in <module>"));
+        d.lock_created(30, LockKind::Lock, site("threading.py:1 in _set_sentinel"));
+        d.mark_sentinel(30);
+        d.acquired(1, 30, UNKNOWN_SITE, true, 0);
+        if bystander_waits_timed {
+            assert_eq!(d.wait_begin(3, 30, true), None, "main: join(0.2)");
+        }
+        d.entered(1, 10, UNKNOWN_SITE, true, 0);
+        d.entered(2, 20, UNKNOWN_SITE, true, 0);
+        assert_eq!(d.wait_begin(1, 20, false), None);
+        let dl = d
+            .wait_begin(2, 10, false)
+            .expect("owned holds: nobody else can release them");
+        assert_eq!(dl.rule, DeadlockRule::Definite);
+        assert_eq!(dl.detected_by, 2);
+        assert_eq!(idents(&dl), [2, 1]);
+    }
+}
+
+#[test]
+fn self_deadlock_through_with_is_reported_at_once() {
+    let d = diag(DEADLOCK);
+    start(&d, 1);
+    start(&d, 2); // a heartbeat: runs, never waits
+    d.lock_created(10, LockKind::Lock, site("self.py:1 in <module>"));
+    d.entered(1, 10, site("self.py:3 in f"), true, 0);
+    let dl = d.wait_begin(1, 10, false).expect("with a: a.acquire()");
+    assert_eq!(dl.rule, DeadlockRule::Definite);
+    assert!(dl.is_self_deadlock());
+    assert_eq!(dl.detected_by, 1);
+}
+
+#[test]
+fn lock_released_once_by_its_acquirer_is_no_evidence() {
+    // The readers-writers reproduction: res is taken and released
+    // by main once, then taken by main with acquire() and released by a
+    // timer thread (sleeping: a running thread to diagnostics).
+    let d = diag(DEADLOCK);
+    let (main, writer, timer) = (1, 2, 3);
+    for t in [main, writer, timer] {
+        start(&d, t);
+    }
+    d.lock_created(10, LockKind::Lock, site("rw.py:2 in <module>")); // gate
+    d.lock_created(20, LockKind::Lock, site("rw.py:2 in <module>")); // res
+    for l in [10, 20] {
+        d.acquired(main, l, UNKNOWN_SITE, true, 0);
+        d.released(main, l);
+    }
+    d.acquired(main, 20, UNKNOWN_SITE, true, 0);
+    d.entered(writer, 10, UNKNOWN_SITE, true, 0);
+    assert_eq!(d.wait_begin(writer, 20, false), None);
+    assert_eq!(
+        d.wait_begin(main, 10, false),
+        None,
+        "res is a plain hold and the timer still runs"
+    );
+    // The timer releases res: the writer proceeds, no report ever.
+    d.released(timer, 20);
+    d.wait_end(writer, 20, true);
+    d.acquired(writer, 20, UNKNOWN_SITE, true, 1);
+    d.released(writer, 20);
+    d.released(writer, 10);
+    d.wait_end(main, 10, true);
+    d.entered(main, 10, UNKNOWN_SITE, true, 1);
+    assert_eq!(d.detect_deadlock(main), None);
+}
+
+#[test]
+fn posted_deadlock_is_taken_only_while_its_wait_lasts() {
+    let d = diag(DEADLOCK);
+    for t in [1, 2, 3] {
+        start(&d, t);
+    }
+    d.lock_created(10, LockKind::Lock, UNKNOWN_SITE);
+    d.lock_created(20, LockKind::Lock, UNKNOWN_SITE);
+    d.lock_created(30, LockKind::Lock, site("threading.py:1 in _set_sentinel"));
+    d.mark_sentinel(30);
+    d.acquired(1, 30, UNKNOWN_SITE, true, 0);
+    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    d.acquired(2, 20, UNKNOWN_SITE, true, 0);
+    assert_eq!(d.wait_begin(1, 20, false), None);
+    assert_eq!(d.wait_begin(2, 10, false), None);
+    let dl = d.wait_begin(3, 30, false).expect("all blocked");
+    assert_eq!(dl.detected_by, 2);
+    d.post_deadlock(dl.clone());
+    assert_eq!(d.take_deadlock(3), None, "not for the joiner");
+    assert_eq!(d.take_deadlock(2), Some(dl.clone()));
+    assert_eq!(d.take_deadlock(2), None, "taken once");
+    d.post_deadlock(dl);
+    d.wait_end(2, 10, false);
+    d.wait_begin(2, 20, false);
+    assert_eq!(
+        d.take_deadlock(2),
+        None,
+        "stale: 2 waits for another lock now"
+    );
 }
 
 #[test]
@@ -1000,7 +1111,7 @@ fn reset_after_fork_keeps_only_the_survivor() {
     rlock(&d, 10);
     mutex(&d, 20, 2);
     d.acquired(1, 10, UNKNOWN_SITE, true, 0);
-    d.acquired(2, 20, UNKNOWN_SITE, true, 0);
+    d.entered(2, 20, UNKNOWN_SITE, true, 0);
     d.wait_begin(3, 20, false);
     d.reset_after_fork(1, 4242);
     let snap = d.snapshot();
