@@ -62,6 +62,7 @@ _diag = sys.modules["rsthread._diag"]
 
 __all__ = [
     "DeadlockError",
+    "check_inversions",
     "configure",
     "configure_from_env",
     "dump",
@@ -374,7 +375,12 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
     * ``deadlock``: ``None`` (off), ``"warn"`` (print a report, keep waiting)
       or ``"raise"`` (raise :class:`DeadlockError` in the thread whose acquire
       closes the cycle);
-    * ``lock_order``: report lock-order inversions;
+    * ``lock_order``: report lock-order inversions: ``True`` judges each one
+      with the evidence of the whole run and reports at exit (or when
+      :func:`check_inversions` is called), since a lock class may show late
+      that it behaves as a semaphore (a lock of it released by another
+      thread: left out, like lockdep leaves semaphores out);
+      ``"immediate"`` reports each when found;
     * ``profile``: collect contention statistics, print a table at exit;
     * ``trace``: path of the timeline written at exit: Perfetto protobuf if
       it ends in ``.pftrace`` / ``.perfetto-trace``, else Chrome trace JSON
@@ -423,7 +429,10 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
         import linecache  # noqa: F401  (imported now: never inside a report)
         import traceback  # noqa: F401
     _config.deadlock = deadlock
+    if lock_order not in (True, False, None, "immediate"):
+        raise ValueError(f"lock_order must be True, False or 'immediate', not {lock_order!r}")
     _config.lock_order = bool(lock_order)
+    _diag.set_immediate_inversions(lock_order == "immediate")
     _config.profile = bool(profile)
     _config.trace = trace or None
     _config.hang_timeout = hang_timeout
@@ -470,7 +479,9 @@ def _parse_env(value: str) -> dict:
         if key == "deadlock":
             opts["deadlock"] = val or "warn"
         elif key == "lock-order":
-            opts["lock_order"] = True
+            if val not in ("", "immediate"):
+                raise ValueError(f"lock-order takes no value or 'immediate', not {val!r}")
+            opts["lock_order"] = val or True
         elif key == "profile":
             opts["profile"] = True
         elif key == "trace":
@@ -967,7 +978,27 @@ def _format_exit_leaks(leaks: list) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def check_inversions() -> int:
+    """Judge the lock-order inversions found so far with all the evidence
+    gathered since, print the reports (and a count of the suppressed ones,
+    with the reason) and forget them. Called at exit; a test harness may call
+    it after each test. Returns how many inversions were reported."""
+    reported, suppressed = _diag.take_inversions()
+    for inv in reported:
+        _report_inversion(inv)
+    if suppressed:
+        reasons: dict[str, int] = {}
+        for _inv, why in suppressed:
+            reasons[why] = reasons.get(why, 0) + 1
+        for why, n in sorted(reasons.items()):
+            what = "cycle" if n == 1 else "cycles"
+            _write(f"rsthread: lock order: {n} {what} not reported: {why}\n")
+    return len(reported)
+
+
 def _at_exit() -> None:
+    if _config.lock_order and _diag.flags():
+        check_inversions()
     if _config.leaks and _diag.flags():
         _write(_format_exit_leaks(_diag.leaked_at_exit()))
     if _config.profile:

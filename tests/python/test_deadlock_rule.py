@@ -234,7 +234,19 @@ RW_REPRO = PRELUDE + textwrap.dedent("""
 def test_readers_writers_reproduction_is_not_a_deadlock(tmp_path, mode):
     r = run(RW_REPRO, diag=f"deadlock={mode},lock-order", tmp_path=tmp_path)
     assert r.returncode == 0 and "finished normally" in r.stdout, (r.stdout, r.stderr)
-    assert "rsthread:" not in r.stderr, r.stderr
+    assert REPORT not in r.stderr and "lock-order inversion" not in r.stderr, r.stderr
+    # The attempt-time inversion (gate/res) is judged at exit: res's class
+    # behaves as a semaphore; counted, not silently dropped.
+    assert "rsthread: lock order: 1 cycle not reported: a lock class of the cycle behaves as a semaphore" \
+        in r.stderr, r.stderr
+
+
+def test_readers_writers_reproduction_immediate_mode_reports_early(tmp_path):
+    # Asked for immediate reports, the inversion is reported when found,
+    # before the evidence that res is a semaphore arrives.
+    r = run(RW_REPRO, diag="lock-order=immediate", tmp_path=tmp_path)
+    assert r.returncode == 0 and "finished normally" in r.stdout, (r.stdout, r.stderr)
+    assert r.stderr.count("rsthread: lock-order inversion") == 1, r.stderr
 
 
 DONE_LOCK = PRELUDE + textwrap.dedent("""
@@ -270,3 +282,49 @@ def test_plain_self_wait_reported_when_nobody_is_left(tmp_path):
     """)
     r = run(code, diag="deadlock=raise", tmp_path=tmp_path)
     assert "RAISED all-blocked" in r.stdout, (r.stdout, r.stderr)
+
+
+# Lock-order edges at the attempt: the inversion deadlocks on its first run,
+# with deadlock detection off; sys.argv[1] is how the second lock is taken.
+INVERSION = PRELUDE + textwrap.dedent("""
+    a, b = threading.Lock(), threading.Lock()
+    both = threading.Barrier(2)
+    how = sys.argv[1]
+    def take(lock):
+        if how == "blocking":
+            return lock.acquire()
+        if how == "timed":
+            return lock.acquire(timeout=0.5)
+        return lock.acquire(False)
+    def t1():
+        with a:
+            both.wait()
+            if take(b):
+                b.release()
+    def t2():
+        with b:
+            both.wait()
+            if take(a):
+                a.release()
+    ts = [threading.Thread(target=f, name=f.__name__, daemon=True) for f in (t1, t2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(1.5)
+    print("ALIVE", sorted(t.name for t in ts if t.is_alive()), flush=True)
+""")
+
+
+@pytest.mark.parametrize("how", ["blocking", "timed"])
+def test_inversion_reported_at_the_attempt_on_its_first_run(tmp_path, how):
+    r = run(INVERSION, how, diag="lock-order", tmp_path=tmp_path)
+    assert "TIMEOUT" not in r.stdout, (r.stdout, r.stderr)
+    assert r.stderr.count("rsthread: lock-order inversion") == 1, r.stderr
+    assert "Thread 't1'" in r.stderr and "Thread 't2'" in r.stderr
+    assert REPORT not in r.stderr  # detection is off
+
+
+def test_non_blocking_attempts_add_no_edge(tmp_path):
+    r = run(INVERSION, "try", diag="lock-order", tmp_path=tmp_path)
+    assert "ALIVE []" in r.stdout, (r.stdout, r.stderr)
+    assert "rsthread:" not in r.stderr, r.stderr

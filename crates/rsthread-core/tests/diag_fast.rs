@@ -60,6 +60,7 @@ fn held_by(t: ThreadId) -> Vec<u64> {
 #[test]
 fn fast_path_feeds_the_state() {
     diag::set_flags(diag::DEADLOCK | diag::LOCK_ORDER | diag::PROFILE);
+    diag::set_immediate_inversions(true);
 
     // 1. Statistics and holds recorded on the fast path.
     let a = Lk::new(9001, "fast.rs:1 in a");

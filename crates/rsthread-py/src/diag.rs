@@ -436,6 +436,10 @@ where
     let id = c.id();
     let timed = timeout != UNSET_TIMEOUT;
     let start = monotonic_ns();
+    // Lock-order edges at the attempt: the acquire may never succeed.
+    if let Some(inv) = cell::attempting(c, me, site) {
+        report_inversion(py, &inv);
+    }
     begin_wait(py, me, id, timed)?;
     let poll = diag::deadlock_mode() == DeadlockMode::Raise;
     // Under raise mode, sleep in slices so that a deadlock posted for this
@@ -1013,6 +1017,37 @@ fn detect_deadlock(py: Python<'_>, ident: u64) -> PyResult<bool> {
     }
 }
 
+/// Report inversions when found (`True`) or keep them for `take_inversions`.
+#[pyfunction]
+fn set_immediate_inversions(on: bool) {
+    diag::set_immediate_inversions(on);
+}
+
+/// The lock-order inversions kept so far, judged with the whole run's
+/// evidence: `(to_report, [(suppressed, reason), ...])`, as dicts.
+#[pyfunction]
+fn take_inversions(py: Python<'_>) -> PyResult<(Bound<'_, PyList>, Bound<'_, PyList>)> {
+    let v = diag::take_inversions();
+    let reported = v
+        .reported
+        .iter()
+        .map(|i| inversion_dict(py, i))
+        .collect::<PyResult<Vec<_>>>()?;
+    let suppressed = v
+        .suppressed
+        .iter()
+        .map(|(i, why)| {
+            let reason = match why {
+                diag::Suppressed::Semaphore => {
+                    "a lock class of the cycle behaves as a semaphore (released by another thread)"
+                }
+            };
+            Ok((inversion_dict(py, i)?, reason))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((PyList::new(py, reported)?, PyList::new(py, suppressed)?))
+}
+
 /// Plain locks left held by exited threads.
 #[pyfunction]
 fn leaked_at_exit(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
@@ -1070,6 +1105,8 @@ pub(crate) fn register(py: Python<'_>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(longest_waits, &m)?)?;
     m.add_function(wrap_pyfunction!(detect_deadlock, &m)?)?;
     m.add_function(wrap_pyfunction!(leaked_at_exit, &m)?)?;
+    m.add_function(wrap_pyfunction!(set_immediate_inversions, &m)?)?;
+    m.add_function(wrap_pyfunction!(take_inversions, &m)?)?;
     m.add_function(wrap_pyfunction!(export_chrome_trace, &m)?)?;
     m.add_function(wrap_pyfunction!(timeline_dropped, &m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_child, &m)?)?;

@@ -806,6 +806,22 @@ pub fn acquired_slow(
     inv
 }
 
+/// The calling thread (`me`) begins a blocking acquire of the lock of
+/// `cell` at `site` (the fast try failed): record its lock-order edges now
+/// (see [`super::Diagnostics::attempt`]). Call outside [`with_thread`].
+pub fn attempting(cell: &'static LockCell, me: ThreadId, site: SiteId) -> Option<OrderInversion> {
+    let g = global();
+    if g.flags() & LOCK_ORDER == 0 {
+        return None;
+    }
+    let held = with_thread(|l| l.held_ids(cell)).unwrap_or_default();
+    super::flush_events();
+    let inv = g.attempt(me, cell.id(), site, Some(&held));
+    // The edges are recorded: the acquire, if it succeeds, adds none.
+    let _ = with_thread(|l| l.remember_edges(cell));
+    inv
+}
+
 /// The calling thread (`me`) is about to release the lock of `cell` (one
 /// level of an RLock). Call while it is still held, outside [`with_thread`].
 pub fn released(cell: &'static LockCell, me: ThreadId) {

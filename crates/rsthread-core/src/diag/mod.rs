@@ -492,6 +492,45 @@ impl Diagnostics {
         self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns, entered, held))
     }
 
+    /// `t` begins a blocking acquire of `lock` at `site` (before its wait):
+    /// the lock-order edges from what `t` holds (`held`, oldest first; looked
+    /// up if `None`) are recorded at the attempt. Returns an inversion the
+    /// attempt revealed (under [`LOCK_ORDER`]).
+    pub fn attempt(
+        &self,
+        t: ThreadId,
+        lock: LockId,
+        site: SiteId,
+        held: Option<&[LockId]>,
+    ) -> Option<OrderInversion> {
+        self.with(|s, cx| {
+            let looked_up;
+            let held = match held {
+                Some(h) => h,
+                None => {
+                    looked_up = s.held_ids_of(t);
+                    &looked_up
+                }
+            };
+            s.attempt(cx, t, lock, site, held)
+        })
+    }
+
+    /// Report lock-order inversions as soon as they are found (`true`), or
+    /// keep them to be judged with the evidence of the whole run by
+    /// [`take_inversions`](Self::take_inversions) (`false`, the default):
+    /// a lock class may show later that it behaves as a semaphore.
+    pub fn set_immediate_inversions(&self, on: bool) {
+        self.with(|s, _| s.immediate_inversions = on)
+    }
+
+    /// The lock-order inversions kept since the last call, judged now: to
+    /// report, and suppressed with the reason (under immediate reports,
+    /// only the suppressed ones: the others were returned when found).
+    pub fn take_inversions(&self) -> InversionVerdicts {
+        self.with(|s, _| s.take_inversions())
+    }
+
     /// Hand deadlock `d` to its [`Deadlock::detected_by`] thread, to raise
     /// there (it collects it with [`take_deadlock`](Self::take_deadlock)).
     pub fn post_deadlock(&self, d: Deadlock) {
@@ -719,6 +758,14 @@ pub fn acquired(
     waited_ns: u64,
 ) -> Option<OrderInversion> {
     GLOBAL.acquired(t, lock, site, blocking, waited_ns)
+}
+/// See [`Diagnostics::set_immediate_inversions`].
+pub fn set_immediate_inversions(on: bool) {
+    GLOBAL.set_immediate_inversions(on)
+}
+/// See [`Diagnostics::take_inversions`].
+pub fn take_inversions() -> InversionVerdicts {
+    GLOBAL.take_inversions()
 }
 /// See [`Diagnostics::post_deadlock`].
 pub fn post_deadlock(d: Deadlock) {

@@ -141,6 +141,25 @@ pub struct OrderInversion {
     pub edges: Vec<OrderEdge>,
 }
 
+/// Why a lock-order inversion is not reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suppressed {
+    /// A lock class of the cycle behaves as a semaphore (a lock of it was
+    /// released by another thread than its acquirer): its "holds" order
+    /// nothing.
+    Semaphore,
+}
+
+/// Lock-order inversions judged with the evidence of the whole run (see
+/// [`Diagnostics::take_inversions`](super::Diagnostics::take_inversions)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InversionVerdicts {
+    /// Inversions to report.
+    pub reported: Vec<OrderInversion>,
+    /// Inversions left out, each with the reason.
+    pub suppressed: Vec<(OrderInversion, Suppressed)>,
+}
+
 /// A lock left held by a thread that exited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leak {

@@ -202,6 +202,15 @@ pub(crate) struct State {
     pending_leaks: HashMap<LockId, Leak>,
     /// Deadlocks to raise in a thread of their cycle (posted by a bystander).
     posted: HashMap<ThreadId, Deadlock>,
+    /// Lock classes that behave as semaphores: a lock of the class was
+    /// released by another thread than its acquirer. Left out of lock-order
+    /// analysis (as lockdep leaves semaphores out).
+    semaphore_classes: HashSet<LockClass>,
+    /// Inversions found, judged with the evidence of the whole run when
+    /// taken ([`State::take_inversions`]), unless `immediate_inversions`.
+    pending_inversions: Vec<OrderInversion>,
+    /// Report inversions when found (judged with the evidence so far).
+    pub(crate) immediate_inversions: bool,
     order: OrderGraph,
     stats: HashMap<LockClass, ClassAcc>,
     slab: cell::Slab,
@@ -219,6 +228,9 @@ impl State {
             reported: Vec::new(),
             pending_leaks: HashMap::default(),
             posted: HashMap::default(),
+            semaphore_classes: HashSet::default(),
+            pending_inversions: Vec::new(),
+            immediate_inversions: false,
             order: OrderGraph::default(),
             stats: HashMap::default(),
             slab: cell::Slab::default(),
@@ -284,6 +296,10 @@ impl State {
             .collect();
         v.sort_unstable();
         v.into_iter().map(|(_, _, id)| id).collect()
+    }
+
+    pub(crate) fn held_ids_of(&self, t: ThreadId) -> Vec<LockId> {
+        self.held_ids(t)
     }
 
     fn held_of(&self, t: ThreadId) -> Vec<HeldLock> {
@@ -593,6 +609,7 @@ impl State {
                 }
             };
             self.order_edges(cx, t, lock, site, held)
+                .and_then(|inv| self.judge_now(inv))
         } else {
             None
         };
@@ -625,6 +642,77 @@ impl State {
             }
         }
         inversion
+    }
+
+    /// `t` starts a blocking acquire of `lock` at `site` (it may never
+    /// succeed): record the lock-order edges from what it holds (`held`,
+    /// oldest first) now, as lockdep does, so an inversion that deadlocks on
+    /// its first occurrence is still reported.
+    pub(crate) fn attempt(
+        &mut self,
+        cx: &Ctx,
+        t: ThreadId,
+        lock: LockId,
+        site: SiteId,
+        held: &[LockId],
+    ) -> Option<OrderInversion> {
+        if !cx.on(LOCK_ORDER) {
+            return None;
+        }
+        self.thread_entry(t);
+        let c = self.lock_entry(lock).cell;
+        if c.holder() == Some(t) {
+            return None; // a re-entry or a wait on its own lock: no edge
+        }
+        let inv = self
+            .order_edges(cx, t, lock, site, held)
+            .and_then(|inv| self.judge_now(inv))?;
+        if cx.on(TRACE) {
+            let text = describe_inversion(&inv);
+            let id = self.timeline.marker(text);
+            self.event(cx, t, EventKind::Inversion, 0, id);
+        }
+        Some(inv)
+    }
+
+    /// Why inversion `inv` is no evidence of a possible deadlock, if it is
+    /// not (with what is known now).
+    fn suppressed_because(&self, inv: &OrderInversion) -> Option<Suppressed> {
+        let semaphore = inv.edges.iter().any(|e| {
+            self.semaphore_classes.contains(&e.from) || self.semaphore_classes.contains(&e.to)
+        });
+        semaphore.then_some(Suppressed::Semaphore)
+    }
+
+    /// A new inversion: returned to report now under
+    /// `immediate_inversions` (unless already suppressed), else kept for
+    /// [`take_inversions`](Self::take_inversions).
+    fn judge_now(&mut self, inv: OrderInversion) -> Option<OrderInversion> {
+        if !self.immediate_inversions {
+            self.pending_inversions.push(inv);
+            return None;
+        }
+        match self.suppressed_because(&inv) {
+            None => Some(inv),
+            Some(_) => {
+                self.pending_inversions.push(inv);
+                None
+            }
+        }
+    }
+
+    /// The inversions kept so far, judged with all the evidence gathered
+    /// since: those to report, and those suppressed (with the reason).
+    pub(crate) fn take_inversions(&mut self) -> InversionVerdicts {
+        let mut v = InversionVerdicts::default();
+        for inv in std::mem::take(&mut self.pending_inversions) {
+            match self.suppressed_because(&inv) {
+                None if !self.immediate_inversions => v.reported.push(inv),
+                None => {} // reported when found
+                Some(why) => v.suppressed.push((inv, why)),
+            }
+        }
+        v
     }
 
     /// Record lock-order edges for `t` acquiring `lock` at `site` while
@@ -749,16 +837,18 @@ impl State {
         }
         match c.holder() {
             Some(h) => {
-                c.set_bit(if h == t {
-                    RELEASED_BY_SELF
+                if h == t {
+                    c.set_bit(RELEASED_BY_SELF);
                 } else {
-                    RELEASED_BY_OTHER
-                });
+                    c.set_bit(RELEASED_BY_OTHER);
+                    self.semaphore_classes.insert(c.class());
+                }
                 self.end_hold(cx, lock, t);
             }
             None => {
                 if l.orphaned_by.is_some_and(|o| o != t) {
                     c.set_bit(RELEASED_BY_OTHER);
+                    self.semaphore_classes.insert(c.class());
                 }
                 self.pending_leaks.remove(&lock);
                 self.set_orphaned(lock, None);
@@ -1174,6 +1264,8 @@ impl State {
         self.reset_stats();
         self.timeline.clear();
         self.order = OrderGraph::default();
+        self.pending_inversions.clear();
+        self.semaphore_classes.clear();
         for l in self.locks.values_mut() {
             l.partners.clear();
         }
@@ -1212,6 +1304,8 @@ impl State {
         self.threads.insert(surviving, me);
         self.reported.clear();
         self.posted.clear();
+        // The parent reports what it found; the child starts afresh.
+        self.pending_inversions.clear();
         self.reset_stats();
         self.timeline.clear();
         self.timeline.names.clear();

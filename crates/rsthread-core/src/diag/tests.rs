@@ -16,9 +16,13 @@ fn advance(ns: u64) {
     NOW.with(|c| c.set(c.get() + ns));
 }
 
+/// A private instance reporting inversions when found (the scenarios
+/// check each report at the acquire that closes it); see
+/// `inversions_judged_with_the_whole_run` for the default.
 fn diag(flags: u32) -> Diagnostics {
     let d = Diagnostics::with_clock(now);
     d.set_flags(flags);
+    d.set_immediate_inversions(true);
     d
 }
 
@@ -1315,4 +1319,89 @@ fn leaked_at_exit_skips_handoff_locks() {
     d.thread_exited(3);
     d.released(2, 63);
     assert_eq!(d.leaked_at_exit().len(), 1);
+}
+
+#[test]
+fn order_edges_recorded_at_the_attempt() {
+    // with a: b.acquire()  /  with b: a.acquire(), cold: neither second
+    // acquire ever succeeds, the inversion is reported at the attempt.
+    let d = diag(LOCK_ORDER);
+    start(&d, 1);
+    start(&d, 2);
+    d.lock_created(10, LockKind::Lock, site("inv.py:1 in <module>"));
+    d.lock_created(20, LockKind::Lock, site("inv.py:2 in <module>"));
+    d.entered(1, 10, site("inv.py:5 in f"), true, 0);
+    d.entered(2, 20, site("inv.py:9 in g"), true, 0);
+    assert_eq!(d.attempt(1, 20, site("inv.py:6 in f"), None), None);
+    let inv = d
+        .attempt(2, 10, site("inv.py:10 in g"), None)
+        .expect("the second attempt closes the cycle");
+    assert_eq!(inv.edges.len(), 2);
+    let sites: Vec<String> = inv
+        .edges
+        .iter()
+        .map(|e| site_name(e.acquire_site))
+        .collect();
+    assert!(sites.contains(&"inv.py:6 in f".to_owned()), "{sites:?}");
+    assert!(sites.contains(&"inv.py:10 in g".to_owned()), "{sites:?}");
+    // The acquire, if it finally succeeds, reports nothing again.
+    d.released(2, 20);
+    d.acquired(1, 20, UNKNOWN_SITE, true, 5);
+    assert_eq!(d.attempt(2, 10, site("inv.py:10 in g"), None), None);
+    // Off without LOCK_ORDER.
+    let d = diag(DEADLOCK);
+    start(&d, 1);
+    d.lock_created(10, LockKind::Lock, UNKNOWN_SITE);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    assert_eq!(d.attempt(1, 20, UNKNOWN_SITE, None), None);
+}
+
+#[test]
+fn inversions_judged_with_the_whole_run() {
+    // The readers-writers shape: gate and res, one class; res is later
+    // released by another thread (a semaphore): the inversion found at the
+    // attempt is suppressed when judged at the end, reported if immediate.
+    for immediate in [false, true] {
+        let d = Diagnostics::with_clock(now);
+        d.set_flags(LOCK_ORDER);
+        d.set_immediate_inversions(immediate);
+        let (main, writer, timer) = (1, 2, 3);
+        for t in [main, writer, timer] {
+            start(&d, t);
+        }
+        let s = site("rw.py:2 in <module>");
+        d.lock_created(10, LockKind::Lock, s);
+        d.lock_created(20, LockKind::Lock, s);
+        d.acquired(main, 20, UNKNOWN_SITE, true, 0);
+        d.entered(writer, 10, UNKNOWN_SITE, true, 0);
+        assert_eq!(d.attempt(writer, 20, UNKNOWN_SITE, None), None);
+        let now_report = d.attempt(main, 10, UNKNOWN_SITE, None);
+        assert_eq!(now_report.is_some(), immediate, "immediate: {immediate}");
+        d.released(timer, 20);
+        let v = d.take_inversions();
+        assert!(v.reported.is_empty());
+        assert_eq!(
+            v.suppressed.len(),
+            usize::from(!immediate),
+            "kept once, judged once"
+        );
+        if let Some((_, why)) = v.suppressed.first() {
+            assert_eq!(*why, Suppressed::Semaphore);
+        }
+        assert_eq!(d.take_inversions(), InversionVerdicts::default());
+    }
+    // Without a semaphore, a deferred inversion is reported at the end.
+    let d = Diagnostics::with_clock(now);
+    d.set_flags(LOCK_ORDER);
+    start(&d, 1);
+    start(&d, 2);
+    d.lock_created(10, LockKind::Lock, site("inv.py:1 in <module>"));
+    d.lock_created(20, LockKind::Lock, site("inv.py:2 in <module>"));
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    d.entered(2, 20, UNKNOWN_SITE, true, 0);
+    assert_eq!(d.attempt(1, 20, UNKNOWN_SITE, None), None);
+    assert_eq!(d.attempt(2, 10, UNKNOWN_SITE, None), None, "deferred");
+    let v = d.take_inversions();
+    assert_eq!((v.reported.len(), v.suppressed.len()), (1, 0));
+    assert_eq!(v.reported[0].edges.len(), 2);
 }
