@@ -232,6 +232,14 @@ def _format_cycle(threads: list[dict], detected_by: int | None = None) -> list[s
     return out
 
 
+def _process_note() -> str:
+    """In a forked child, which process a report comes from."""
+    pid = os.getpid()
+    if _config.pid and pid != _config.pid:
+        return f" [in process {pid}, forked from {_config.pid}]"
+    return ""
+
+
 def _format_deadlock(report: dict) -> str:
     threads = report["threads"]
     n = len(threads)
@@ -241,7 +249,7 @@ def _format_deadlock(report: dict) -> str:
         what = f"{n} threads, each waiting for a lock held by the next"
     rule = ("every other thread is blocked too" if report["rule"] == "all-blocked"
             else "only these threads could release these locks")
-    lines = [f"rsthread: deadlock detected ({what}; {rule})"]
+    lines = [f"rsthread: deadlock detected ({what}; {rule}){_process_note()}"]
     lines += _format_cycle(threads, report["detected_by"])
     for other in report.get("other_cycles", []):
         lines.append("  another cycle, found at the same moment:")
@@ -274,7 +282,7 @@ def _format_inversion(inv: dict) -> str:
                 "of orders (potential deadlock)")
     else:
         head = f"rsthread: lock-order inversion: {n} lock sites taken in a cycle of orders (potential deadlock)"
-    lines = [head]
+    lines = [head + _process_note()]
     for e in edges:
         t = e["thread"]
         name = _name_of(t["ident"], t.get("name"))

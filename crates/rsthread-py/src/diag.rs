@@ -67,11 +67,19 @@ fn store_cell(slot: &AtomicU64, c: &'static LockCell) {
 /// site) if diagnostics never saw it.
 #[inline]
 pub(crate) fn cell_of(slot: &AtomicU64) -> &'static LockCell {
+    // The slot lives inside the lock object (by now: at creation the object
+    // may still be moving into place), at one offset per type: its address
+    // orders lock objects as `id()` does (the lock-order id-order rule).
+    let addr = slot as *const AtomicU64 as u64;
     if let Some(c) = cell_in(slot) {
+        if c.addr() != addr {
+            c.set_addr(addr);
+        }
         return c;
     }
     let c = diag::cell_of(NEXT_ID.fetch_add(1, Ordering::Relaxed));
     store_cell(slot, c);
+    c.set_addr(addr);
     c
 }
 
@@ -87,6 +95,14 @@ pub(crate) fn lock_created(py: Python<'_>, slot: &AtomicU64, kind: LockKind) -> 
     let c = diag::lock_created(id, kind, caller_site(py));
     store_cell(slot, c);
     c
+}
+
+/// `_at_fork_reinit` of a lock (diagnostics on): it is unlocked, held by
+/// nobody. Called before the real re-initialisation.
+pub(crate) fn lock_reinit(slot: &AtomicU64) {
+    if let Some(c) = cell_in(slot) {
+        diag::lock_reinit(c.id());
+    }
 }
 
 /// A lock object is being freed.
@@ -1041,6 +1057,10 @@ fn take_inversions(py: Python<'_>) -> PyResult<(Bound<'_, PyList>, Bound<'_, PyL
                 diag::Suppressed::Semaphore => {
                     "a lock class of the cycle behaves as a semaphore (released by another thread)"
                 }
+                diag::Suppressed::GateLock => {
+                    "every edge was taken while the same gate lock was held"
+                }
+                diag::Suppressed::IdOrder => "every edge was taken in increasing id() order",
             };
             Ok((inversion_dict(py, i)?, reason))
         })

@@ -142,6 +142,9 @@ impl PyLock {
 
     #[pyo3(text_signature = None)]
     fn _at_fork_reinit(&self) {
+        if diag::flags() != 0 {
+            crate::diag::lock_reinit(&self.diag);
+        }
         self.raw.reinit_after_fork();
     }
 
@@ -328,6 +331,9 @@ impl PyRLock {
 
     #[pyo3(text_signature = None)]
     fn _at_fork_reinit(&self) {
+        if diag::flags() != 0 {
+            crate::diag::lock_reinit(&self.diag);
+        }
         self.raw.reinit_after_fork();
     }
 

@@ -73,6 +73,9 @@ pub struct LockCell {
     /// Orders a thread's holds (a per-thread counter) when `since` ties.
     seq: AtomicU64,
     hold_site: AtomicU32,
+    /// The lock object's address order key (the binding's choice: an
+    /// address inside the object; 0 unknown), for the `id()`-order rule.
+    addr: AtomicU64,
     acquisitions: AtomicU64,
     holds: AtomicU64,
     total_hold: AtomicU64,
@@ -100,6 +103,7 @@ impl LockCell {
         since: AtomicU64::new(0),
         seq: AtomicU64::new(0),
         hold_site: AtomicU32::new(0),
+        addr: AtomicU64::new(0),
         acquisitions: AtomicU64::new(0),
         holds: AtomicU64::new(0),
         total_hold: AtomicU64::new(0),
@@ -186,6 +190,18 @@ impl LockCell {
     #[inline]
     pub(crate) fn hold_site(&self) -> SiteId {
         self.hold_site.load(Ordering::Relaxed)
+    }
+
+    /// The lock object's address key (0: unknown).
+    #[inline]
+    pub fn addr(&self) -> u64 {
+        self.addr.load(Ordering::Relaxed)
+    }
+    /// Set the lock object's address key: any address inside the object,
+    /// at the same offset for every lock of a type, orders locks as `id()`.
+    #[inline]
+    pub fn set_addr(&self, addr: u64) {
+        self.addr.store(addr, Ordering::Relaxed);
     }
 
     /// Begin a hold by `t` (depth 1); `entered`: taken through `__enter__`.
@@ -283,6 +299,7 @@ impl LockCell {
         self.since.store(0, Ordering::Relaxed);
         self.seq.store(0, Ordering::Relaxed);
         self.hold_site.store(0, Ordering::Relaxed);
+        self.addr.store(0, Ordering::Relaxed);
         self.reset_stats();
         // Relaxed: cells are handed out under the state mutex, and the
         // pointer reaches other threads through it (or through the lock
@@ -299,6 +316,13 @@ fn bump(a: &AtomicU64, v: u64) {
         a.load(Ordering::Relaxed).saturating_add(v),
         Ordering::Relaxed,
     );
+}
+
+/// Whether an edge from the lock at address key `from` to the one at `to`
+/// goes up in `id()` order (false when either is unknown).
+#[inline]
+pub(crate) fn ascending(from: u64, to: u64) -> bool {
+    from != 0 && to != 0 && from < to
 }
 
 // ----- slab --------------------------------------------------------------
@@ -359,7 +383,11 @@ impl Held {
 /// A lock-order edge known to be recorded in the global graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Seen {
-    Classes(LockClass, LockClass),
+    /// A class edge, with its gate (the oldest other held lock, 0: none)
+    /// and whether it went up in address: an occurrence differing in either
+    /// goes to the state, which keeps the gate-lock and `id()`-order rules
+    /// sound.
+    Classes(LockClass, LockClass, LockId, bool),
     Objects(LockId, LockId),
 }
 
@@ -599,7 +627,17 @@ impl ThreadDiag {
         Some(if from == to {
             Seen::Objects(h.id, cell.id())
         } else {
-            Seen::Classes(from, to)
+            let gate = self
+                .held
+                .iter()
+                .find(|g| {
+                    g.live(self.me)
+                        && g.cell.orders()
+                        && !std::ptr::eq(g.cell, h.cell)
+                        && !std::ptr::eq(g.cell, cell)
+                })
+                .map_or(0, |g| g.id);
+            Seen::Classes(from, to, gate, ascending(h.cell.addr(), cell.addr()))
         })
     }
 

@@ -420,6 +420,12 @@ impl Diagnostics {
         self.run_at(&mut g, held, |s, cx| s.lock_destroyed(cx, lock))
     }
 
+    /// `lock` was re-initialised (`_at_fork_reinit`, with or without a
+    /// fork): it is unlocked and held by nobody; forget its holder.
+    pub fn lock_reinit(&self, lock: LockId) {
+        self.with(|s, _| s.lock_reinit(lock))
+    }
+
     /// `lock` is a thread's sentinel: treated as owned by the thread holding
     /// it, never a leak, and left out of the lock-order graph.
     pub fn mark_sentinel(&self, lock: LockId) {
@@ -758,6 +764,10 @@ pub fn acquired(
     waited_ns: u64,
 ) -> Option<OrderInversion> {
     GLOBAL.acquired(t, lock, site, blocking, waited_ns)
+}
+/// See [`Diagnostics::lock_reinit`].
+pub fn lock_reinit(lock: LockId) {
+    GLOBAL.lock_reinit(lock)
 }
 /// See [`Diagnostics::set_immediate_inversions`].
 pub fn set_immediate_inversions(on: bool) {

@@ -148,6 +148,13 @@ pub enum Suppressed {
     /// released by another thread than its acquirer): its "holds" order
     /// nothing.
     Semaphore,
+    /// Every edge of the cycle was taken while the same third lock (a gate)
+    /// was held: two threads can never be inside the cycle at once.
+    GateLock,
+    /// Every edge of the cycle, each time, went from a lock of lower `id()`
+    /// to one of higher `id()` (a `sorted(locks, key=id)` discipline): no
+    /// wait cycle can form among objects taken in one global order.
+    IdOrder,
 }
 
 /// Lock-order inversions judged with the evidence of the whole run (see

@@ -106,6 +106,21 @@ struct EdgeRec {
     held_site: SiteId,
     acquire_site: SiteId,
     thread: ThreadRef,
+    /// The gate lock every occurrence held (the oldest other held lock, the
+    /// same one each time), or `None`.
+    gate: Option<LockId>,
+    /// Every occurrence went up in `id()` order (held lower than acquired).
+    ascending: bool,
+}
+
+impl EdgeRec {
+    /// Fold a later occurrence (`gate`, `ascending`) into the record.
+    fn again(&mut self, gate: Option<LockId>, ascending: bool) {
+        if self.gate != gate {
+            self.gate = None;
+        }
+        self.ascending &= ascending;
+    }
 }
 
 impl EdgeRec {
@@ -137,7 +152,8 @@ impl OrderGraph {
     /// Add `from -> to` (a new edge only); return the smallest cycle it closes
     /// if that cycle was never reported.
     fn add_edge(&mut self, from: LockClass, to: LockClass, rec: EdgeRec) -> Option<Vec<OrderEdge>> {
-        if self.edges.contains_key(&(from, to)) {
+        if let Some(old) = self.edges.get_mut(&(from, to)) {
+            old.again(rec.gate, rec.ascending);
             return None;
         }
         self.edges.insert((from, to), rec);
@@ -430,6 +446,20 @@ impl State {
         self.locks.get(&lock).is_some_and(|l| l.holder().is_some())
     }
 
+    /// `_at_fork_reinit`: the lock is new and unlocked. Its hold (if any)
+    /// ends without counting as a release by anybody, so no thread keeps
+    /// it in its held set; a pending leak of it is forgotten.
+    pub(crate) fn lock_reinit(&mut self, lock: LockId) {
+        let Some(l) = self.locks.get(&lock) else {
+            return;
+        };
+        if l.holder().is_some() {
+            l.cell.end_hold(0, false);
+        }
+        self.pending_leaks.remove(&lock);
+        self.set_orphaned(lock, None);
+    }
+
     pub(crate) fn mark_sentinel(&mut self, lock: LockId) {
         self.lock_entry(lock).cell.set_bit(SENTINEL);
     }
@@ -681,7 +711,32 @@ impl State {
         let semaphore = inv.edges.iter().any(|e| {
             self.semaphore_classes.contains(&e.from) || self.semaphore_classes.contains(&e.to)
         });
-        semaphore.then_some(Suppressed::Semaphore)
+        if semaphore {
+            return Some(Suppressed::Semaphore);
+        }
+        // The edges as recorded now (later occurrences folded in).
+        let recs: Vec<&EdgeRec> = inv
+            .edges
+            .iter()
+            .filter_map(|e| {
+                if inv.same_class {
+                    self.order.pairs.get(&(e.from_lock, e.to_lock))
+                } else {
+                    self.order.edges.get(&(e.from, e.to))
+                }
+            })
+            .collect();
+        if recs.len() != inv.edges.len() {
+            return None; // forgotten (a lock destroyed): judge as found
+        }
+        let gate = recs[0].gate;
+        if gate.is_some() && recs.iter().all(|r| r.gate == gate) {
+            return Some(Suppressed::GateLock);
+        }
+        if recs.iter().all(|r| r.ascending) {
+            return Some(Suppressed::IdOrder);
+        }
+        None
     }
 
     /// A new inversion: returned to report now under
@@ -730,23 +785,28 @@ impl State {
             return None;
         }
         let to = new.class();
-        let held: Vec<(LockId, LockClass, SiteId)> = held
+        let held: Vec<(LockId, LockClass, SiteId, u64)> = held
             .iter()
             .filter(|&&h| h != lock)
             .filter_map(|&h| {
                 let c = self.locks.get(&h)?.cell;
-                (c.holder() == Some(t) && c.orders()).then(|| (h, c.class(), c.hold_site()))
+                (c.holder() == Some(t) && c.orders())
+                    .then(|| (h, c.class(), c.hold_site(), c.addr()))
             })
             .collect();
         let me = self.tref(t);
         let mut best: Option<OrderInversion> = None;
-        for (h, from, held_site) in held {
+        for &(h, from, held_site, addr) in &held {
+            // The gate: the oldest other lock held (as the fast path's key).
+            let gate = held.iter().map(|g| g.0).find(|&g| g != h);
             let rec = EdgeRec {
                 from_lock: h,
                 to_lock: lock,
                 held_site,
                 acquire_site: site,
                 thread: me.clone(),
+                gate,
+                ascending: cell::ascending(addr, new.addr()),
             };
             let found = if from == to {
                 self.same_class_pair(h, lock, rec)
@@ -784,9 +844,11 @@ impl State {
     /// cycle of two; forks taken in a ring, of five), once per cycle.
     fn same_class_pair(&mut self, h: LockId, lock: LockId, rec: EdgeRec) -> Option<Vec<OrderEdge>> {
         let class = self.locks[&lock].cell.class();
-        if self.order.pairs.contains_key(&(h, lock))
-            || self.order.pairs.len() >= MAX_SAME_CLASS_PAIRS
-        {
+        if let Some(old) = self.order.pairs.get_mut(&(h, lock)) {
+            old.again(rec.gate, rec.ascending);
+            return None;
+        }
+        if self.order.pairs.len() >= MAX_SAME_CLASS_PAIRS {
             return None;
         }
         self.order.pairs.insert((h, lock), rec);

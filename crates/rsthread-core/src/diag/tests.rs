@@ -1405,3 +1405,115 @@ fn inversions_judged_with_the_whole_run() {
     assert_eq!((v.reported.len(), v.suppressed.len()), (1, 0));
     assert_eq!(v.reported[0].edges.len(), 2);
 }
+
+#[test]
+fn reinit_forgets_the_holder_and_adds_no_edge() {
+    let d = diag(LOCK_ORDER | DEADLOCK);
+    start(&d, 1);
+    d.lock_created(10, LockKind::Lock, site("f.py:1 in <module>"));
+    d.lock_created(20, LockKind::Lock, site("f.py:2 in <module>"));
+    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    d.lock_reinit(10);
+    assert!(d.snapshot().threads[0].held.is_empty(), "nobody holds it");
+    // Taking 20 then 10 and later 10 then 20 would be an inversion only if
+    // the reinitialised 10 still counted as held.
+    d.acquired(1, 20, UNKNOWN_SITE, true, 0);
+    d.released(1, 20);
+    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    d.released(1, 10);
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    assert_eq!(
+        d.acquired(1, 10, UNKNOWN_SITE, true, 0),
+        None,
+        "20 -> 10 only"
+    );
+    assert!(d.take_inversions().suppressed.is_empty());
+}
+
+#[test]
+fn gate_lock_and_id_order_suppress_inversions() {
+    // (a) Opposite orders, always under one gate lock.
+    let d = Diagnostics::with_clock(now);
+    d.set_flags(LOCK_ORDER);
+    start(&d, 1);
+    start(&d, 2);
+    for (id, s) in [(5, "g.py:1"), (10, "g.py:2"), (20, "g.py:3")] {
+        d.lock_created(id, LockKind::Lock, site(s));
+    }
+    d.entered(1, 5, UNKNOWN_SITE, true, 0);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    for l in [20, 10, 5] {
+        d.released(1, l);
+    }
+    d.entered(2, 5, UNKNOWN_SITE, true, 0);
+    d.entered(2, 20, UNKNOWN_SITE, true, 0);
+    d.entered(2, 10, UNKNOWN_SITE, true, 0);
+    for l in [10, 20, 5] {
+        d.released(2, l);
+    }
+    let v = d.take_inversions();
+    assert!(v.reported.is_empty(), "{v:?}");
+    assert_eq!(v.suppressed.len(), 1);
+    assert_eq!(v.suppressed[0].1, Suppressed::GateLock);
+
+    // The same, but one occurrence of an edge without the gate: reported.
+    let d = Diagnostics::with_clock(now);
+    d.set_flags(LOCK_ORDER);
+    start(&d, 1);
+    for (id, s) in [(5, "g.py:1"), (10, "g.py:2"), (20, "g.py:3")] {
+        d.lock_created(id, LockKind::Lock, site(s));
+    }
+    d.entered(1, 5, UNKNOWN_SITE, true, 0);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    for l in [20, 10, 5] {
+        d.released(1, l);
+    }
+    d.entered(1, 10, UNKNOWN_SITE, true, 0); // 10 -> 20 without the gate
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    for l in [20, 10] {
+        d.released(1, l);
+    }
+    d.entered(1, 5, UNKNOWN_SITE, true, 0);
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    let v = d.take_inversions();
+    assert_eq!((v.reported.len(), v.suppressed.len()), (1, 0), "{v:?}");
+
+    // (b) Two sites, objects always taken in increasing address order.
+    for descending_once in [false, true] {
+        let d = Diagnostics::with_clock(now);
+        d.set_flags(LOCK_ORDER);
+        start(&d, 1);
+        // a1 < b1 (a then b), b2 < a2 (b then a): a class cycle a <-> b.
+        let locks = [
+            (1, "a.py:1", 100),
+            (2, "b.py:1", 200),
+            (3, "b.py:1", 300),
+            (4, "a.py:1", 400),
+        ];
+        for (id, s, addr) in locks {
+            d.lock_created(id, LockKind::Lock, site(s));
+            d.cell_of(id).set_addr(addr);
+        }
+        let pairs: &[(LockId, LockId)] = if descending_once {
+            &[(1, 2), (2, 1), (3, 4)]
+        } else {
+            &[(1, 2), (3, 4)]
+        };
+        for &(x, y) in pairs {
+            d.entered(1, x, UNKNOWN_SITE, true, 0);
+            d.entered(1, y, UNKNOWN_SITE, true, 0);
+            d.released(1, y);
+            d.released(1, x);
+        }
+        let v = d.take_inversions();
+        if descending_once {
+            assert_eq!(v.reported.len(), 1, "{v:?}");
+        } else {
+            assert!(v.reported.is_empty(), "{v:?}");
+            assert_eq!(v.suppressed[0].1, Suppressed::IdOrder);
+        }
+    }
+}
