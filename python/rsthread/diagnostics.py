@@ -209,6 +209,14 @@ def _enrich_thread(t: dict, frames: dict) -> dict:
 
 # ----- reports called from Rust ---------------------------------------------
 
+def _stack_here() -> str:
+    """The calling Python code's stack (called from Rust, whose frames are
+    not Python frames: frame 1 is the code that called the lock method)."""
+    import traceback
+
+    return "".join(traceback.format_stack(sys._getframe(1), limit=25))
+
+
 def _format_cycle(threads: list[dict], detected_by: int | None = None) -> list[str]:
     out = []
     n = len(threads)
@@ -294,6 +302,10 @@ def _format_inversion(inv: dict) -> str:
             second = f"a lock created at {_short(e['to'])}"
         lines.append(f"  Thread {name!r} (ident {t['ident']:#x}) held {first}, acquired at {_short(e['held_site'])},")
         lines.append(f"      then acquired {second} at {_short(e['acquire_site'])}")
+        if e.get("stack"):
+            lines.append("    Stack at that acquire (most recent call last; the held lock was taken in an outer frame):")
+            for line in e["stack"].rstrip("\n").split("\n"):
+                lines.append("      " + line)
     lines.append("  Threads running these paths at the same time can deadlock: take the locks in one global order.")
     return "\n".join(lines) + "\n"
 

@@ -438,3 +438,31 @@ def test_gate_lock_and_id_order_disciplines_give_no_inversion(tmp_path, how):
         assert "1 cycle not reported: every edge was taken while the same gate lock was held" in r.stderr, r.stderr
     elif "MIXED True" in r.stdout:  # the two sites' ids interleave: a class cycle exists
         assert "not reported: every edge was taken in increasing id() order" in r.stderr, r.stderr
+
+
+STACKS = PRELUDE + textwrap.dedent("""
+    a, b = threading.Lock(), threading.Lock()
+    def inner_b():
+        with b:
+            pass
+    def path_one():
+        with a:
+            inner_b()
+    def inner_a():
+        with a:
+            pass
+    def path_two():
+        with b:
+            inner_a()
+    path_one()
+    path_two()
+""")
+
+
+def test_inversion_report_shows_each_edge_stack(tmp_path):
+    r = run(STACKS, diag="lock-order", tmp_path=tmp_path)
+    assert r.stderr.count("rsthread: lock-order inversion") == 1, r.stderr
+    assert r.stderr.count("Stack at that acquire") == 2, r.stderr
+    # Both code paths, outer frame (the held lock) and inner one (the next lock).
+    for fn in ("path_one", "inner_b", "path_two", "inner_a"):
+        assert f"in {fn}\n" in r.stderr, (fn, r.stderr)

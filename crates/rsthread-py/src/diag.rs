@@ -369,6 +369,26 @@ fn on_acquired(
     }
 }
 
+/// Run `f` (a call into the state for an acquire or attempt of `c`), with
+/// the caller's Python stack given to the lock-order edges it may record.
+fn with_edge_stack<R>(
+    py: Python<'_>,
+    c: &'static LockCell,
+    blocking: bool,
+    f: impl FnOnce() -> R,
+) -> R {
+    if !blocking || !cell::may_add_edges(c) {
+        return f();
+    }
+    let stack = call_reporter(py, "_stack_here", ())
+        .and_then(|v| v.extract::<String>())
+        .ok();
+    cell::set_edge_stack(stack);
+    let r = f();
+    cell::set_edge_stack(None);
+    r
+}
+
 /// Record an uncontended acquire of `c` (just done): the site and the fast
 /// path in one visit of the thread's record; the slow path if it declines.
 #[inline]
@@ -379,7 +399,9 @@ fn acquired_now(py: Python<'_>, c: &'static LockCell, blocking: bool, entered: b
     });
     let inv = match r {
         Some((true, _, _)) => None,
-        Some((false, site, me)) => cell::acquired_slow(c, me, site, blocking, 0, entered),
+        Some((false, site, me)) => with_edge_stack(py, c, blocking, || {
+            cell::acquired_slow(c, me, site, blocking, 0, entered)
+        }),
         None => cell::acquired_slow(
             c,
             ident::current(),
@@ -453,7 +475,7 @@ where
     let timed = timeout != UNSET_TIMEOUT;
     let start = monotonic_ns();
     // Lock-order edges at the attempt: the acquire may never succeed.
-    if let Some(inv) = cell::attempting(c, me, site) {
+    if let Some(inv) = with_edge_stack(py, c, true, || cell::attempting(c, me, site)) {
         report_inversion(py, &inv);
     }
     begin_wait(py, me, id, timed)?;
@@ -780,6 +802,7 @@ fn inversion_dict<'py>(py: Python<'py>, inv: &OrderInversion) -> PyResult<Bound<
             d.set_item("held_site", diag::site_name(e.held_site))?;
             d.set_item("acquire_site", diag::site_name(e.acquire_site))?;
             d.set_item("thread", thread_dict(py, &e.thread)?)?;
+            d.set_item("stack", e.stack.as_deref())?;
             Ok(d)
         })
         .collect::<PyResult<Vec<_>>>()?;

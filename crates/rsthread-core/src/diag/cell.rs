@@ -493,6 +493,40 @@ pub struct ThreadDiag {
 }
 
 thread_local! {
+    /// The caller's stack for lock-order edges recorded by this thread's
+    /// next call into the state (see [`set_edge_stack`]).
+    static EDGE_STACK: RefCell<Option<std::sync::Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Give the stack (formatted by the binding) that lock-order edges recorded
+/// by this thread's coming calls keep; `None` to clear it after them.
+pub fn set_edge_stack(stack: Option<String>) {
+    let _ = EDGE_STACK.try_with(|s| *s.borrow_mut() = stack.map(std::sync::Arc::from));
+}
+
+/// The stack set by [`set_edge_stack`], if any.
+pub(crate) fn edge_stack() -> Option<std::sync::Arc<str>> {
+    EDGE_STACK.try_with(|s| s.borrow().clone()).ok().flatten()
+}
+
+/// Whether a blocking acquire (or attempt) of `cell` by the calling thread
+/// may record a new lock-order edge (it holds an ordering lock with an edge
+/// to `cell` not known as recorded): then the binding gives a stack.
+pub fn may_add_edges(cell: &LockCell) -> bool {
+    if global().flags() & LOCK_ORDER == 0 {
+        return false;
+    }
+    with_thread(|l| {
+        let me = l.me;
+        l.held
+            .iter()
+            .any(|h| h.live(me) && h.cell.orders() && !std::ptr::eq(h.cell, cell))
+            && !l.edges_known(cell)
+    })
+    .unwrap_or(false)
+}
+
+thread_local! {
     static LOCAL: RefCell<ThreadDiag> = const {
         RefCell::new(ThreadDiag {
             me: 0,

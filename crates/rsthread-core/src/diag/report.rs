@@ -122,6 +122,10 @@ pub struct OrderEdge {
     pub acquire_site: SiteId,
     /// Who did it.
     pub thread: ThreadRef,
+    /// The caller's stack when the edge was first recorded (at the attempt
+    /// of the second lock; the held lock's acquire is usually an outer frame
+    /// of it), as the binding formatted it; `None` if it gave none.
+    pub stack: Option<std::sync::Arc<str>>,
 }
 
 /// Locks acquired in inconsistent orders: a potential deadlock, reported

@@ -111,6 +111,8 @@ struct EdgeRec {
     gate: Option<LockId>,
     /// Every occurrence went up in `id()` order (held lower than acquired).
     ascending: bool,
+    /// The stack of the first occurrence (see [`OrderEdge::stack`]).
+    stack: Option<std::sync::Arc<str>>,
 }
 
 impl EdgeRec {
@@ -133,6 +135,7 @@ impl EdgeRec {
             held_site: self.held_site,
             acquire_site: self.acquire_site,
             thread: self.thread.clone(),
+            stack: self.stack.clone(),
         }
     }
 }
@@ -807,6 +810,7 @@ impl State {
                 thread: me.clone(),
                 gate,
                 ascending: cell::ascending(addr, new.addr()),
+                stack: cell::edge_stack(),
             };
             let found = if from == to {
                 self.same_class_pair(h, lock, rec)
