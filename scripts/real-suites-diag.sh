@@ -29,7 +29,8 @@ declare -A DEPS=(
   [readerwriterlock]="typing_extensions"
 )
 
-summary() { grep -E "^(=+ .*(passed|failed|error).* =+|FAILED|ERROR)" "$1" | tail -5; }
+# pytest -q's result line ("52 passed, 2 skipped in 30.28s") and failed tests.
+summary() { grep -E "^([0-9]+ (passed|failed|error)|=+ .*(passed|failed).* =+|FAILED [^ ]+::)" "$1" | tail -5; }
 
 for pkg in waitress fasteners readerwriterlock; do
   echo "=== $pkg"
@@ -61,6 +62,8 @@ for pkg in waitress fasteners readerwriterlock; do
     status=1
   fi
   grep -E "rsthread: lock order: .* not reported" "$diag" | sort | uniq -c
+  (cd "$src" && RSTHREAD=1 RSTHREAD_DIAG="$DIAG" "$PY" -c \
+    'import threading, rsthread, rsthread.diagnostics as d; print("--- rsthread installed:", rsthread.installed(), "diagnostics:", d.enabled())')
   if [ "$(summary "$stock" | tail -1 | sed 's/ in .*//')" != "$(summary "$diag" | tail -1 | sed 's/ in .*//')" ]; then
     echo "--- results differ"
     status=1

@@ -103,7 +103,6 @@ class _Config:
 
 _config = _Config()
 _atexit_registered = False
-_fork_registered = False
 _watchdog_started = False
 
 
@@ -419,7 +418,7 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
     and ``RSTHREAD_DIAG`` do); locks created earlier are tracked with an
     unknown creation site.
     """
-    global _atexit_registered, _fork_registered
+    global _atexit_registered
     if deadlock is True:
         deadlock = "warn"
     if deadlock is False:
@@ -466,9 +465,8 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
 
         atexit.register(_at_exit)
         _atexit_registered = True
-    if flags and not _fork_registered and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_child)
-        _fork_registered = True
+    # Fork: set_config registers native pthread_atfork handlers that lock the
+    # diagnostics state around fork() and reset it in the child.
     if trace and _PID_VAR not in os.environ:
         os.environ[_PID_VAR] = str(os.getpid())
     if sig is not None and sig != _config.dump_signal:
@@ -541,11 +539,6 @@ def configure_from_env() -> bool:
     except ValueError as e:
         _write(f"rsthread: ignoring {ENV_VAR}={value!r}: {e}\n")
         return False
-
-
-def _after_fork_child() -> None:
-    if _diag.flags():
-        _diag.after_fork_child()
 
 
 # ----- data ------------------------------------------------------------------

@@ -466,3 +466,51 @@ def test_inversion_report_shows_each_edge_stack(tmp_path):
     # Both code paths, outer frame (the held lock) and inner one (the next lock).
     for fn in ("path_one", "inner_b", "path_two", "inner_a"):
         assert f"in {fn}\n" in r.stderr, (fn, r.stderr)
+
+
+FORK_BUSY = PRELUDE + textwrap.dedent("""
+    # Fork again and again while other threads export the timeline (the
+    # state mutex held without the GIL) and run deadlock checks; every
+    # child then uses diagnostics (locks, a snapshot, a deadlock check).
+    from rsthread import diagnostics
+    import rsthread._diag as D
+    stop = threading.Event()
+    path = sys.argv[1]
+    def exporter():
+        while not stop.is_set():
+            D.export_chrome_trace(path)
+    def checker():
+        lk = threading.Lock()
+        while not stop.is_set():
+            with lk:
+                D.detect_deadlock(0)
+            diagnostics.snapshot()
+    ts = [threading.Thread(target=f, daemon=True) for f in (exporter, checker)]
+    for t in ts:
+        t.start()
+    bad = 0
+    for i in range(40):
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(5)
+            a, b = threading.Lock(), threading.Lock()
+            with a:
+                with b:
+                    pass
+            snap = diagnostics.snapshot()
+            ok = len(snap["threads"]) == 1 and not D.detect_deadlock(0)
+            os._exit(0 if ok else 1)
+        _, st = os.waitpid(pid, 0)
+        bad += st != 0
+    stop.set()
+    for t in ts:
+        t.join()
+    print("BAD CHILDREN", bad)
+""")
+
+
+def test_fork_during_export_and_deadlock_checks(tmp_path):
+    r = run(FORK_BUSY, str(tmp_path / "t.json"), diag="deadlock=warn,lock-order,trace=" + str(tmp_path / "x.json"),
+            tmp_path=tmp_path, env_extra={"ALARM": "60"})
+    assert "BAD CHILDREN 0" in r.stdout, (r.stdout, r.stderr)
+    assert "TIMEOUT" not in r.stdout

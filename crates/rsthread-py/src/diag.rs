@@ -933,6 +933,9 @@ fn slot_of<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<&'a AtomicU64> {
 /// set_config(flags, raise_mode, report_timed)
 #[pyfunction]
 fn set_config(flags: u32, raise_mode: bool, report_timed: bool) {
+    if flags != 0 {
+        register_fork_handlers();
+    }
     diag::set_deadlock_mode(if raise_mode {
         DeadlockMode::Raise
     } else {
@@ -1123,6 +1126,42 @@ fn timeline_dropped() -> u64 {
 #[pyfunction]
 fn after_fork_child() {
     diag::after_fork_child(ident::current(), ident::native());
+}
+
+extern "C" fn atfork_prepare() {
+    diag::before_fork();
+}
+
+extern "C" fn atfork_parent() {
+    diag::after_fork_parent();
+}
+
+extern "C" fn atfork_child() {
+    diag::after_fork_child(ident::current(), ident::native());
+}
+
+/// Register the fork handlers once (when diagnostics are first enabled):
+/// `fork()` then takes the diagnostics locks first (an export or a deadlock
+/// check running in another thread finishes; none is left held in the
+/// child) and the child starts from a consistent state, before any
+/// Python-level `after_in_child` hook (`threading._after_fork`
+/// re-initialises locks, which reaches diagnostics) runs.
+fn register_fork_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the three handlers are plain `extern "C"` functions that
+        // live for the whole process; pthread_atfork only stores them.
+        let rc = unsafe {
+            libc::pthread_atfork(
+                Some(atfork_prepare),
+                Some(atfork_parent),
+                Some(atfork_child),
+            )
+        };
+        if rc != 0 {
+            eprintln!("rsthread: diagnostics: pthread_atfork failed ({rc})");
+        }
+    });
 }
 
 /// The module `rsthread._diag`, registered in `sys.modules` only.

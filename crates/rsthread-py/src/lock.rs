@@ -18,7 +18,8 @@ pub struct PyLock {
     /// Whether blocking acquires spin before sleeping (lives in what would
     /// be padding: the object stays the size of stock's).
     pub(crate) spin: SpinScore,
-    /// Diagnostics id (0: never seen by diagnostics), see `crate::diag`.
+    /// The address of this lock's diagnostics cell (a `&'static LockCell`
+    /// stored as an integer; 0: never seen by diagnostics), see `crate::diag`.
     pub(crate) diag: AtomicU64,
 }
 
@@ -198,7 +199,8 @@ fn acquire_timeout(
 #[pyclass(name = "RLock", module = "_thread", subclass, frozen, weakref)]
 pub struct PyRLock {
     pub(crate) raw: RawRLock,
-    /// Diagnostics id (0: never seen by diagnostics), see `crate::diag`.
+    /// The address of this lock's diagnostics cell (a `&'static LockCell`
+    /// stored as an integer; 0: never seen by diagnostics), see `crate::diag`.
     pub(crate) diag: AtomicU64,
 }
 

@@ -668,11 +668,7 @@ impl State {
         }
         self.event(cx, t, EventKind::HoldBegin, lock, site);
         if let Some(inv) = &inversion {
-            if cx.on(TRACE) {
-                let text = describe_inversion(inv);
-                let id = self.timeline.marker(text);
-                self.event(cx, t, EventKind::Inversion, 0, id);
-            }
+            self.inversion_marker(cx, t, inv);
         }
         inversion
     }
@@ -700,12 +696,17 @@ impl State {
         let inv = self
             .order_edges(cx, t, lock, site, held)
             .and_then(|inv| self.judge_now(inv))?;
+        self.inversion_marker(cx, t, &inv);
+        Some(inv)
+    }
+
+    /// A timeline marker for an inversion reported now (under [`TRACE`]).
+    fn inversion_marker(&mut self, cx: &Ctx, t: ThreadId, inv: &OrderInversion) {
         if cx.on(TRACE) {
-            let text = describe_inversion(&inv);
+            let text = describe_inversion(inv);
             let id = self.timeline.marker(text);
             self.event(cx, t, EventKind::Inversion, 0, id);
         }
-        Some(inv)
     }
 
     /// Why inversion `inv` is no evidence of a possible deadlock, if it is
