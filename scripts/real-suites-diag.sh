@@ -3,7 +3,7 @@
 # with and without rsthread's diagnostics, and look for reports (issue 15,
 # item 9):
 #
-#   scripts/real-suites-diag.sh [CACHE_DIR]
+#   scripts/real-suites-diag.sh [CACHE_DIR [PACKAGE...]]
 #
 # For each of waitress, fasteners and readerwriterlock: download the sdist
 # (pip download --no-binary :all: --no-deps) into CACHE_DIR (default
@@ -18,6 +18,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=$ROOT/.venv/bin/python
 CACHE=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/rsthread-real-suites}
+shift || true
+PKGS=("$@")
+[ ${#PKGS[@]} -gt 0 ] || PKGS=(waitress fasteners readerwriterlock)
 DIAG=${RSTHREAD_DIAG_SUITES:-deadlock=warn,lock-order}
 mkdir -p "$CACHE"
 status=0
@@ -32,7 +35,7 @@ declare -A DEPS=(
 # pytest -q's result line ("52 passed, 2 skipped in 30.28s") and failed tests.
 summary() { grep -E "^([0-9]+ (passed|failed|error)|=+ .*(passed|failed).* =+|FAILED [^ ]+::)" "$1" | tail -5; }
 
-for pkg in waitress fasteners readerwriterlock; do
+for pkg in "${PKGS[@]}"; do
   echo "=== $pkg"
   if ! ls "$CACHE"/"$pkg"-*.tar.gz >/dev/null 2>&1; then
     "$PY" -m pip download -q --disable-pip-version-check --no-binary :all: --no-deps -d "$CACHE" "$pkg" \
