@@ -3,7 +3,10 @@
 Every philosopher takes the fork on their left, then the one on their right.
 When all of them hold their left fork at once, nobody can take a right one:
 a wait cycle through all five threads. The barrier makes that happen every
-time (a real program gets there by bad luck).
+time (a real program gets there by bad luck). The forks are cold: this is
+their first use, as when a real bug strikes, and the main thread is busy
+polling ``join(timeout)``; rsthread reports it all the same, because every
+fork is held through ``with`` (only its holder can put it down).
 
     python -m rsthread --deadlock warn  examples/dining_philosophers.py
     python -m rsthread --deadlock raise examples/dining_philosophers.py
@@ -19,18 +22,12 @@ import threading
 
 N = 5
 forks = [threading.Lock() for _ in range(N)]
-table = threading.Lock()  # first meal: one philosopher at a time
-first_meal_done = threading.Barrier(N)
 all_seated = threading.Barrier(N)
 meals = []
 
 
 def philosopher(i: int) -> None:
     left, right = forks[i], forks[(i + 1) % N]
-    with table:  # a quiet first meal
-        with left, right:
-            meals.append(i)
-    first_meal_done.wait()
     try:
         with left:
             all_seated.wait()  # everybody now holds their left fork

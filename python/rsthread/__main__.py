@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
                         "'raise' raises rsthread.DeadlockError in the thread that closes the cycle")
     p.add_argument("--lock-order", action="store_true",
                    help="report lock-order inversions (A then B here, B then A there) before "
-                        "they deadlock, with the acquisition sites")
+                        "they deadlock, with the acquisition sites; judged with the evidence of "
+                        "the whole run and reported at exit")
+    p.add_argument("--lock-order-immediate", action="store_true",
+                   help="like --lock-order, reporting each inversion when it is found")
     p.add_argument("--profile", action="store_true",
                    help="print a contention table per lock creation site at exit")
     p.add_argument("--trace", metavar="FILE",
@@ -74,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 def _diag_options(ns: argparse.Namespace) -> dict:
     return {
         "deadlock": ns.deadlock,
-        "lock_order": ns.lock_order,
+        "lock_order": "immediate" if ns.lock_order_immediate else ns.lock_order,
         "profile": ns.profile,
         "trace": ns.trace,
         "hang_timeout": ns.hang_timeout,

@@ -62,6 +62,7 @@ _diag = sys.modules["rsthread._diag"]
 
 __all__ = [
     "DeadlockError",
+    "check_inversions",
     "configure",
     "configure_from_env",
     "dump",
@@ -102,7 +103,6 @@ class _Config:
 
 _config = _Config()
 _atexit_registered = False
-_fork_registered = False
 _watchdog_started = False
 
 
@@ -208,6 +208,14 @@ def _enrich_thread(t: dict, frames: dict) -> dict:
 
 # ----- reports called from Rust ---------------------------------------------
 
+def _stack_here() -> str:
+    """The calling Python code's stack (called from Rust, whose frames are
+    not Python frames: frame 1 is the code that called the lock method)."""
+    import traceback
+
+    return "".join(traceback.format_stack(sys._getframe(1), limit=25))
+
+
 def _format_cycle(threads: list[dict], detected_by: int | None = None) -> list[str]:
     out = []
     n = len(threads)
@@ -231,6 +239,14 @@ def _format_cycle(threads: list[dict], detected_by: int | None = None) -> list[s
     return out
 
 
+def _process_note() -> str:
+    """In a forked child, which process a report comes from."""
+    pid = os.getpid()
+    if _config.pid and pid != _config.pid:
+        return f" [in process {pid}, forked from {_config.pid}]"
+    return ""
+
+
 def _format_deadlock(report: dict) -> str:
     threads = report["threads"]
     n = len(threads)
@@ -240,7 +256,7 @@ def _format_deadlock(report: dict) -> str:
         what = f"{n} threads, each waiting for a lock held by the next"
     rule = ("every other thread is blocked too" if report["rule"] == "all-blocked"
             else "only these threads could release these locks")
-    lines = [f"rsthread: deadlock detected ({what}; {rule})"]
+    lines = [f"rsthread: deadlock detected ({what}; {rule}){_process_note()}"]
     lines += _format_cycle(threads, report["detected_by"])
     for other in report.get("other_cycles", []):
         lines.append("  another cycle, found at the same moment:")
@@ -273,7 +289,7 @@ def _format_inversion(inv: dict) -> str:
                 "of orders (potential deadlock)")
     else:
         head = f"rsthread: lock-order inversion: {n} lock sites taken in a cycle of orders (potential deadlock)"
-    lines = [head]
+    lines = [head + _process_note()]
     for e in edges:
         t = e["thread"]
         name = _name_of(t["ident"], t.get("name"))
@@ -285,6 +301,10 @@ def _format_inversion(inv: dict) -> str:
             second = f"a lock created at {_short(e['to'])}"
         lines.append(f"  Thread {name!r} (ident {t['ident']:#x}) held {first}, acquired at {_short(e['held_site'])},")
         lines.append(f"      then acquired {second} at {_short(e['acquire_site'])}")
+        if e.get("stack"):
+            lines.append("    Stack at that acquire (most recent call last; the held lock was taken in an outer frame):")
+            for line in e["stack"].rstrip("\n").split("\n"):
+                lines.append("      " + line)
     lines.append("  Threads running these paths at the same time can deadlock: take the locks in one global order.")
     return "\n".join(lines) + "\n"
 
@@ -374,7 +394,12 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
     * ``deadlock``: ``None`` (off), ``"warn"`` (print a report, keep waiting)
       or ``"raise"`` (raise :class:`DeadlockError` in the thread whose acquire
       closes the cycle);
-    * ``lock_order``: report lock-order inversions;
+    * ``lock_order``: report lock-order inversions: ``True`` judges each one
+      with the evidence of the whole run and reports at exit (or when
+      :func:`check_inversions` is called), since a lock class may show late
+      that it behaves as a semaphore (a lock of it released by another
+      thread: left out, like lockdep leaves semaphores out);
+      ``"immediate"`` reports each when found;
     * ``profile``: collect contention statistics, print a table at exit;
     * ``trace``: path of the timeline written at exit: Perfetto protobuf if
       it ends in ``.pftrace`` / ``.perfetto-trace``, else Chrome trace JSON
@@ -393,7 +418,7 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
     and ``RSTHREAD_DIAG`` do); locks created earlier are tracked with an
     unknown creation site.
     """
-    global _atexit_registered, _fork_registered
+    global _atexit_registered
     if deadlock is True:
         deadlock = "warn"
     if deadlock is False:
@@ -423,7 +448,10 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
         import linecache  # noqa: F401  (imported now: never inside a report)
         import traceback  # noqa: F401
     _config.deadlock = deadlock
+    if lock_order not in (True, False, None, "immediate"):
+        raise ValueError(f"lock_order must be True, False or 'immediate', not {lock_order!r}")
     _config.lock_order = bool(lock_order)
+    _diag.set_immediate_inversions(lock_order == "immediate")
     _config.profile = bool(profile)
     _config.trace = trace or None
     _config.hang_timeout = hang_timeout
@@ -437,9 +465,8 @@ def configure(deadlock=None, lock_order=False, profile=False, trace=None, hang_t
 
         atexit.register(_at_exit)
         _atexit_registered = True
-    if flags and not _fork_registered and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_child)
-        _fork_registered = True
+    # Fork: set_config registers native pthread_atfork handlers that lock the
+    # diagnostics state around fork() and reset it in the child.
     if trace and _PID_VAR not in os.environ:
         os.environ[_PID_VAR] = str(os.getpid())
     if sig is not None and sig != _config.dump_signal:
@@ -470,7 +497,9 @@ def _parse_env(value: str) -> dict:
         if key == "deadlock":
             opts["deadlock"] = val or "warn"
         elif key == "lock-order":
-            opts["lock_order"] = True
+            if val not in ("", "immediate"):
+                raise ValueError(f"lock-order takes no value or 'immediate', not {val!r}")
+            opts["lock_order"] = val or True
         elif key == "profile":
             opts["profile"] = True
         elif key == "trace":
@@ -510,11 +539,6 @@ def configure_from_env() -> bool:
     except ValueError as e:
         _write(f"rsthread: ignoring {ENV_VAR}={value!r}: {e}\n")
         return False
-
-
-def _after_fork_child() -> None:
-    if _diag.flags():
-        _diag.after_fork_child()
 
 
 # ----- data ------------------------------------------------------------------
@@ -967,7 +991,27 @@ def _format_exit_leaks(leaks: list) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def check_inversions() -> int:
+    """Judge the lock-order inversions found so far with all the evidence
+    gathered since, print the reports (and a count of the suppressed ones,
+    with the reason) and forget them. Called at exit; a test harness may call
+    it after each test. Returns how many inversions were reported."""
+    reported, suppressed = _diag.take_inversions()
+    for inv in reported:
+        _report_inversion(inv)
+    if suppressed:
+        reasons: dict[str, int] = {}
+        for _inv, why in suppressed:
+            reasons[why] = reasons.get(why, 0) + 1
+        for why, n in sorted(reasons.items()):
+            what = "cycle" if n == 1 else "cycles"
+            _write(f"rsthread: lock order: {n} {what} not reported: {why}\n")
+    return len(reported)
+
+
 def _at_exit() -> None:
+    if _config.lock_order and _diag.flags():
+        check_inversions()
     if _config.leaks and _diag.flags():
         _write(_format_exit_leaks(_diag.leaked_at_exit()))
     if _config.profile:

@@ -19,23 +19,20 @@ from helpers import run_script as run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+FORKS_LINE = line_of((EXAMPLES / "dining_philosophers.py").read_text(), "forks = [")
 
 PRELUDE = "import rsthread; rsthread.install()\nimport threading, sys, os, time, signal\n"
 
-# Locks used once by their own thread first: "mutex-like", so a cycle through
+# Cold locks (first use) held through `with`: owned holds, so a cycle through
 # them is a definite deadlock even while other threads (main) still run.
 CYCLE = PRELUDE + textwrap.dedent("""
     N = int(sys.argv[1])
     locks = [threading.Lock() for _ in range(N)]
-    warm = threading.Barrier(N)
     seated = threading.Barrier(N)
     caught = []
 
     def worker(i):
         mine, nxt = locks[i], locks[(i + 1) % N]
-        with mine:
-            pass
-        warm.wait()
         try:
             with mine:  # the cycle
                 seated.wait()
@@ -98,21 +95,23 @@ def test_deadlock_error_exported():
     assert e.report == {"threads": []} and str(e) == "x"
 
 
-def test_first_use_cycle_reported_once_everyone_blocks(tmp_path):
-    # Fresh locks, main joins without a timeout: "every thread is blocked".
+def test_plain_acquire_cycle_reported_once_everyone_blocks(tmp_path):
+    # Fresh locks held through acquire() (anyone may release them): reported
+    # once main joins without a timeout ("every other thread is blocked").
     code = PRELUDE + textwrap.dedent("""
         signal.signal(signal.SIGALRM, lambda *a: (print("TIMEOUT", flush=True), os._exit(3)))
         signal.alarm(3)
         a, b = threading.Lock(), threading.Lock()
         bar = threading.Barrier(2)
         def w(x, y):
-            with x:
-                bar.wait()
-                with y:
-                    pass
+            x.acquire()
+            bar.wait()
+            y.acquire()
         t1 = threading.Thread(target=w, args=(a, b), name="first")
         t2 = threading.Thread(target=w, args=(b, a), name="second")
         t1.start(); t2.start()
+        time.sleep(0.3)
+        print("NOT YET", flush=True)
         t1.join()
     """)
     r = run(code, diag="deadlock=warn", tmp_path=tmp_path)
@@ -120,6 +119,7 @@ def test_first_use_cycle_reported_once_everyone_blocks(tmp_path):
     assert reports(r.stderr) == 1, r.stderr
     assert "every other thread is blocked too" in r.stderr
     assert "Thread 'first'" in r.stderr and "Thread 'second'" in r.stderr
+    assert "Thread 'MainThread'" not in r.stderr, "the joiner is no part of the cycle"
 
 
 def test_rlock_participates(tmp_path):
@@ -134,8 +134,6 @@ def test_rlock_participates(tmp_path):
                     with m:
                         pass
         def b():
-            with m:
-                pass
             with m:
                 bar.wait()
                 with r:
@@ -156,8 +154,6 @@ def test_join_deadlock(tmp_path):
         signal.signal(signal.SIGALRM, lambda *a: (print("TIMEOUT", flush=True), os._exit(3)))
         signal.alarm(3)
         lock = threading.Lock()
-        with lock:
-            pass
         def child():
             with lock:
                 pass
@@ -177,8 +173,6 @@ def test_join_deadlock(tmp_path):
 def test_join_deadlock_raise_in_joiner(tmp_path):
     code = PRELUDE + textwrap.dedent("""
         lock = threading.Lock()
-        with lock:
-            pass
         def child():
             with lock:
                 pass
@@ -326,7 +320,7 @@ def test_lock_order_ring_of_same_site_locks(tmp_path):
     r = run(runner=["--lock-order"], script=EXAMPLES / "dining_philosophers.py", tmp_path=tmp_path)
     assert reports(r.stderr, "rsthread: lock-order inversion") == 1, r.stderr
     assert "5 locks created at the same site were taken in a cycle" in r.stderr, r.stderr
-    assert r.stderr.count("dining_philosophers.py:21 in <listcomp>") == 5
+    assert r.stderr.count(f"dining_philosophers.py:{FORKS_LINE} in <listcomp>") == 5
     assert all(f"Thread 'philosopher-{i}'" in r.stderr for i in range(5)), r.stderr
 
 

@@ -35,6 +35,7 @@ from rsthread import _perfetto
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+FORKS_LINE = line_of((EXAMPLES / "dining_philosophers.py").read_text(), "forks = [")
 
 
 @pytest.fixture
@@ -374,9 +375,9 @@ def test_env_perfetto_trace_with_deadlock_marker(pb, tmp_path):
     report = m["args"]["report"]
     for i in range(5):
         assert f"philosopher-{i} (0x" in report
-    assert "dining_philosophers.py:21 in <listcomp>" in report
+    assert f"dining_philosophers.py:{FORKS_LINE} in <listcomp>" in report
     # The cycle's waits, on the philosophers' tracks, are still open at exit.
-    forks = "dining_philosophers.py:21 in <listcomp>"
+    forks = f"dining_philosophers.py:{FORKS_LINE} in <listcomp>"
     open_waits = [x for x in s["slices"] if x["name"].startswith("wait Lock ") and x["name"].endswith(forks)
                   and x["args"].get("open")]
     assert sorted(thread_of(s, x["track"])[2] for x in open_waits) == [f"philosopher-{i}" for i in range(5)]

@@ -390,8 +390,13 @@ fn global_instance_and_fork() {
     diag::released(me, 2);
     diag::released(me, 1);
     assert_eq!(diag::acquired(2, 2, diag::UNKNOWN_SITE, true, 0), None);
-    assert!(diag::acquired(2, 1, diag::UNKNOWN_SITE, true, 0).is_some());
+    assert!(
+        diag::acquired(2, 1, diag::UNKNOWN_SITE, true, 0).is_none(),
+        "inversions are kept to be judged with the whole run"
+    );
     diag::released(2, 1);
+    let v = diag::take_inversions();
+    assert_eq!((v.reported.len(), v.suppressed.len()), (1, 0));
     assert_eq!(diag::wait_begin(me, 2, false), None);
     assert_eq!(diag::wait_chains().len(), 1);
     assert_eq!(diag::longest_waits(0).len(), 1);

@@ -24,13 +24,19 @@ impl Lk {
             cell,
         })
     }
+    /// A plain `acquire()`.
     fn try_take(&self) -> bool {
+        self.take_as(false)
+    }
+    /// An acquire through `__enter__` (an owned hold).
+    fn try_enter(&self) -> bool {
+        self.take_as(true)
+    }
+    fn take_as(&self, entered: bool) -> bool {
         let me = ident::current();
         if self.raw.try_acquire() {
-            assert!(
-                cell::acquired(self.cell, me, diag::intern_site("fast.rs:acquire"), true, 0)
-                    .is_none()
-            );
+            let site = diag::intern_site("fast.rs:acquire");
+            assert!(cell::acquired(self.cell, me, site, true, 0, entered).is_none());
             true
         } else {
             false
@@ -54,6 +60,7 @@ fn held_by(t: ThreadId) -> Vec<u64> {
 #[test]
 fn fast_path_feeds_the_state() {
     diag::set_flags(diag::DEADLOCK | diag::LOCK_ORDER | diag::PROFILE);
+    diag::set_immediate_inversions(true);
 
     // 1. Statistics and holds recorded on the fast path.
     let a = Lk::new(9001, "fast.rs:1 in a");
@@ -87,11 +94,24 @@ fn fast_path_feeds_the_state() {
     let inv = thread::spawn(move || {
         let me = ident::current();
         assert!(b2.raw.try_acquire());
-        assert!(
-            cell::acquired(b2.cell, me, diag::intern_site("fast.rs:b-first"), true, 0).is_none()
-        );
+        assert!(cell::acquired(
+            b2.cell,
+            me,
+            diag::intern_site("fast.rs:b-first"),
+            true,
+            0,
+            false
+        )
+        .is_none());
         assert!(a2.raw.try_acquire());
-        let inv = cell::acquired(a2.cell, me, diag::intern_site("fast.rs:then-a"), true, 0);
+        let inv = cell::acquired(
+            a2.cell,
+            me,
+            diag::intern_site("fast.rs:then-a"),
+            true,
+            0,
+            false,
+        );
         a2.give();
         b2.give();
         // The same order again: known edges, nothing new.
@@ -107,9 +127,9 @@ fn fast_path_feeds_the_state() {
     let inv = inv.expect("the b -> a acquire closes a cycle with a -> b");
     assert_eq!(inv.edges.len(), 2);
 
-    // 3. A deadlock whose holds were all taken on the fast path: both locks
-    //    are mutex-like (released by their acquirer before), so the rule is
-    //    Definite as soon as the second wait closes the cycle.
+    // 3. A deadlock whose holds were all taken on the fast path, cold (no
+    //    earlier use) and through `__enter__`: both holds are owned, so the
+    //    rule is Definite as soon as the second wait closes the cycle.
     let (x, y) = (
         Lk::new(9003, "fast.rs:3 in x"),
         Lk::new(9004, "fast.rs:4 in y"),
@@ -118,9 +138,7 @@ fn fast_path_feeds_the_state() {
     let (x2, y2, go2) = (x.clone(), y.clone(), go.clone());
     let other = thread::spawn(move || {
         let me = ident::current();
-        assert!(y2.try_take());
-        y2.give();
-        assert!(y2.try_take());
+        assert!(y2.try_enter());
         go2.wait(); // both hold their lock
         go2.wait(); // main began its wait
         let d = diag::wait_begin(me, x2.cell.id(), false);
@@ -130,9 +148,7 @@ fn fast_path_feeds_the_state() {
         d
     });
     let me = ident::current();
-    assert!(x.try_take());
-    x.give();
-    assert!(x.try_take());
+    assert!(x.try_enter());
     go.wait();
     assert!(
         diag::wait_begin(me, y.cell.id(), false).is_none(),

@@ -67,11 +67,19 @@ fn store_cell(slot: &AtomicU64, c: &'static LockCell) {
 /// site) if diagnostics never saw it.
 #[inline]
 pub(crate) fn cell_of(slot: &AtomicU64) -> &'static LockCell {
+    // The slot lives inside the lock object (by now: at creation the object
+    // may still be moving into place), at one offset per type: its address
+    // orders lock objects as `id()` does (the lock-order id-order rule).
+    let addr = slot as *const AtomicU64 as u64;
     if let Some(c) = cell_in(slot) {
+        if c.addr() != addr {
+            c.set_addr(addr);
+        }
         return c;
     }
     let c = diag::cell_of(NEXT_ID.fetch_add(1, Ordering::Relaxed));
     store_cell(slot, c);
+    c.set_addr(addr);
     c
 }
 
@@ -87,6 +95,14 @@ pub(crate) fn lock_created(py: Python<'_>, slot: &AtomicU64, kind: LockKind) -> 
     let c = diag::lock_created(id, kind, caller_site(py));
     store_cell(slot, c);
     c
+}
+
+/// `_at_fork_reinit` of a lock (diagnostics on): it is unlocked, held by
+/// nobody. Called before the real re-initialisation.
+pub(crate) fn lock_reinit(slot: &AtomicU64) {
+    if let Some(c) = cell_in(slot) {
+        diag::lock_reinit(c.id());
+    }
 }
 
 /// A lock object is being freed.
@@ -346,24 +362,54 @@ fn on_acquired(
     site: SiteId,
     blocking: bool,
     waited_ns: u64,
+    entered: bool,
 ) {
-    if let Some(inv) = cell::acquired(c, me, site, blocking, waited_ns) {
+    if let Some(inv) = cell::acquired(c, me, site, blocking, waited_ns, entered) {
         report_inversion(py, &inv);
     }
+}
+
+/// Run `f` (a call into the state for an acquire or attempt of `c`), with
+/// the caller's Python stack given to the lock-order edges it may record.
+fn with_edge_stack<R>(
+    py: Python<'_>,
+    c: &'static LockCell,
+    blocking: bool,
+    f: impl FnOnce() -> R,
+) -> R {
+    if !blocking || !cell::may_add_edges(c) {
+        return f();
+    }
+    let stack = call_reporter(py, "_stack_here", ())
+        .and_then(|v| v.extract::<String>())
+        .ok();
+    cell::set_edge_stack(stack);
+    let r = f();
+    cell::set_edge_stack(None);
+    r
 }
 
 /// Record an uncontended acquire of `c` (just done): the site and the fast
 /// path in one visit of the thread's record; the slow path if it declines.
 #[inline]
-fn acquired_now(py: Python<'_>, c: &'static LockCell, blocking: bool) {
+fn acquired_now(py: Python<'_>, c: &'static LockCell, blocking: bool, entered: bool) {
     let r = cell::with_thread(|t| {
         let site = site_in(py, t);
-        (t.acquired_fast(c, site, blocking), site, t.me())
+        (t.acquired_fast(c, site, blocking, entered), site, t.me())
     });
     let inv = match r {
         Some((true, _, _)) => None,
-        Some((false, site, me)) => cell::acquired_slow(c, me, site, blocking, 0),
-        None => cell::acquired_slow(c, ident::current(), caller_site_slow(py), blocking, 0),
+        Some((false, site, me)) => with_edge_stack(py, c, blocking, || {
+            cell::acquired_slow(c, me, site, blocking, 0, entered)
+        }),
+        None => cell::acquired_slow(
+            c,
+            ident::current(),
+            caller_site_slow(py),
+            blocking,
+            0,
+            entered,
+        ),
     };
     if let Some(inv) = inv {
         report_inversion(py, &inv);
@@ -380,11 +426,26 @@ fn releasing(c: &'static LockCell) {
     }
 }
 
+/// Deliver deadlock `d`, found by thread `me`: under raise mode the error
+/// for `me` if `me` is the cycle's thread that gets it, else posted to
+/// that thread (which collects it in [`blocking_wait`]); under warn mode
+/// printed here.
+fn deliver(py: Python<'_>, d: Deadlock, me: u64) -> Option<PyErr> {
+    if diag::deadlock_mode() != DeadlockMode::Raise {
+        report_deadlock(py, &d, false);
+        return None;
+    }
+    if d.detected_by == me {
+        return report_deadlock(py, &d, true);
+    }
+    diag::post_deadlock(d);
+    None
+}
+
 /// `wait_begin`, reporting a deadlock; `Err` (the wait closed) in raise mode.
 fn begin_wait(py: Python<'_>, me: u64, id: LockId, timed: bool) -> PyResult<()> {
     if let Some(d) = diag::wait_begin(me, id, timed) {
-        let raise = diag::deadlock_mode() == DeadlockMode::Raise && d.detected_by == me;
-        if let Some(e) = report_deadlock(py, &d, raise) {
+        if let Some(e) = deliver(py, d, me) {
             diag::wait_end(me, id, false);
             return Err(e);
         }
@@ -392,13 +453,19 @@ fn begin_wait(py: Python<'_>, me: u64, id: LockId, timed: bool) -> PyResult<()> 
     Ok(())
 }
 
+/// Longest sleep of a diagnosed wait under raise mode between two looks at
+/// a deadlock posted for the waiting thread.
+const POSTED_POLL_NS: u64 = 50_000_000;
+
 /// The slow path of a blocking acquire, with wait records around the sleep.
+#[allow(clippy::too_many_arguments)]
 fn blocking_wait<F>(
     py: Python<'_>,
     me: u64,
     c: &'static LockCell,
     site: SiteId,
     timeout: i64,
+    entered: bool,
     block: F,
 ) -> PyResult<bool>
 where
@@ -407,8 +474,34 @@ where
     let id = c.id();
     let timed = timeout != UNSET_TIMEOUT;
     let start = monotonic_ns();
+    // Lock-order edges at the attempt: the acquire may never succeed.
+    if let Some(inv) = with_edge_stack(py, c, true, || cell::attempting(c, me, site)) {
+        report_inversion(py, &inv);
+    }
     begin_wait(py, me, id, timed)?;
-    let r = acquire_timed_with(py, timeout, block, |py| {
+    let poll = diag::deadlock_mode() == DeadlockMode::Raise;
+    // Under raise mode, sleep in slices so that a deadlock posted for this
+    // thread (found by a bystander or the watchdog) is raised here: a slice
+    // that ends is reported as an interruption, which runs `pending` below.
+    let sliced = |d: Option<Deadline>| {
+        if !poll {
+            return block(d);
+        }
+        let s = Deadline::after_ns(POSTED_POLL_NS);
+        let s = d.map_or(s, |d| d.min(s));
+        match block(Some(s)) {
+            Acquire::TimedOut if Some(s) != d => Acquire::Interrupted,
+            r => r,
+        }
+    };
+    let r = acquire_timed_with(py, timeout, sliced, |py| {
+        if poll {
+            if let Some(d) = diag::take_deadlock(me) {
+                if let Some(e) = report_deadlock(py, &d, true) {
+                    return Err(e);
+                }
+            }
+        }
         let before = cell::ops();
         let r = make_pending_calls(py);
         if r.is_ok() && cell::ops() != before {
@@ -428,6 +521,7 @@ where
                 site,
                 true,
                 monotonic_ns().saturating_sub(start).max(1),
+                entered,
             );
             Ok(true)
         }
@@ -442,12 +536,18 @@ where
     }
 }
 
-/// `lock.acquire` with diagnostics on (`timeout` parsed: ns, 0 try, unset).
+/// `lock.acquire` (`entered`: `lock.__enter__`) with diagnostics on
+/// (`timeout` parsed: ns, 0 try, unset).
 #[inline(never)]
-pub(crate) fn lock_acquire(py: Python<'_>, l: &PyLock, timeout: i64) -> PyResult<bool> {
+pub(crate) fn lock_acquire(
+    py: Python<'_>,
+    l: &PyLock,
+    timeout: i64,
+    entered: bool,
+) -> PyResult<bool> {
     let c = cell_of(&l.diag);
     if l.raw.try_acquire() {
-        acquired_now(py, c, timeout != 0);
+        acquired_now(py, c, timeout != 0, entered);
         return Ok(true);
     }
     let me = ident::current();
@@ -456,7 +556,7 @@ pub(crate) fn lock_acquire(py: Python<'_>, l: &PyLock, timeout: i64) -> PyResult
         return Ok(false);
     }
     let site = caller_site(py);
-    blocking_wait(py, me, c, site, timeout, |d| {
+    blocking_wait(py, me, c, site, timeout, entered, |d| {
         l.raw.acquire_adaptive(d, &l.spin)
     })
 }
@@ -473,14 +573,14 @@ pub(crate) fn lock_release(l: &PyLock) -> PyResult<()> {
     l.raw.release().map_err(|_| errors::release_unlocked())
 }
 
-/// `RLock.acquire` with diagnostics on.
+/// `RLock.acquire` with diagnostics on (every RLock hold is owned).
 #[inline(never)]
 pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResult<bool> {
     let me = ident::current();
     let c = cell_of(&l.diag);
     match l.raw.try_acquire(me) {
         Ok(true) => {
-            acquired_now(py, c, timeout != 0);
+            acquired_now(py, c, timeout != 0, false);
             return Ok(true);
         }
         Ok(false) => {}
@@ -490,7 +590,9 @@ pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResu
         return Ok(false);
     }
     let site = caller_site(py);
-    blocking_wait(py, me, c, site, timeout, |d| l.raw.acquire_contended(me, d))
+    blocking_wait(py, me, c, site, timeout, false, |d| {
+        l.raw.acquire_contended(me, d)
+    })
 }
 
 /// `RLock.release` with diagnostics on: the record first, if we own it.
@@ -521,14 +623,21 @@ pub(crate) fn rlock_acquire_restore(py: Python<'_>, l: &PyRLock, owner: u64, cou
     if !l.raw.try_acquire_inner() {
         let start = monotonic_ns();
         if let Some(d) = diag::wait_begin(me, c.id(), false) {
-            report_deadlock(py, &d, false);
+            // Not interruptible: a raise-mode error goes to another thread
+            // of the cycle if there is one, else it is only reported.
+            let posted = diag::deadlock_mode() == DeadlockMode::Raise && d.detected_by != me;
+            if posted {
+                diag::post_deadlock(d);
+            } else {
+                report_deadlock(py, &d, false);
+            }
         }
         py.detach(|| l.raw.acquire_inner_blocking());
         diag::wait_end(me, c.id(), true);
         waited = monotonic_ns().saturating_sub(start).max(1);
     }
     l.raw.restore(owner, count);
-    on_acquired(py, c, me, site, true, waited);
+    on_acquired(py, c, me, site, true, waited, false);
     if count != 1 {
         diag::set_rlock_depth(c.id(), count);
     }
@@ -693,6 +802,7 @@ fn inversion_dict<'py>(py: Python<'py>, inv: &OrderInversion) -> PyResult<Bound<
             d.set_item("held_site", diag::site_name(e.held_site))?;
             d.set_item("acquire_site", diag::site_name(e.acquire_site))?;
             d.set_item("thread", thread_dict(py, &e.thread)?)?;
+            d.set_item("stack", e.stack.as_deref())?;
             Ok(d)
         })
         .collect::<PyResult<Vec<_>>>()?;
@@ -823,6 +933,9 @@ fn slot_of<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<&'a AtomicU64> {
 /// set_config(flags, raise_mode, report_timed)
 #[pyfunction]
 fn set_config(flags: u32, raise_mode: bool, report_timed: bool) {
+    if flags != 0 {
+        register_fork_handlers();
+    }
     diag::set_deadlock_mode(if raise_mode {
         DeadlockMode::Raise
     } else {
@@ -933,11 +1046,52 @@ fn longest_waits(py: Python<'_>, threshold: f64) -> PyResult<Bound<'_, PyList>> 
 fn detect_deadlock(py: Python<'_>, ident: u64) -> PyResult<bool> {
     match diag::detect_deadlock(ident) {
         Some(d) => {
-            report_deadlock(py, &d, false);
+            // The caller (the watchdog) is never in the cycle: under raise
+            // mode the error is posted to the cycle's thread.
+            if let Some(e) = deliver(py, d, ident) {
+                e.restore(py);
+                // SAFETY: attached; prints and clears the error just set.
+                unsafe { ffi::PyErr_WriteUnraisable(std::ptr::null_mut()) };
+            }
             Ok(true)
         }
         None => Ok(false),
     }
+}
+
+/// Report inversions when found (`True`) or keep them for `take_inversions`.
+#[pyfunction]
+fn set_immediate_inversions(on: bool) {
+    diag::set_immediate_inversions(on);
+}
+
+/// The lock-order inversions kept so far, judged with the whole run's
+/// evidence: `(to_report, [(suppressed, reason), ...])`, as dicts.
+#[pyfunction]
+fn take_inversions(py: Python<'_>) -> PyResult<(Bound<'_, PyList>, Bound<'_, PyList>)> {
+    let v = diag::take_inversions();
+    let reported = v
+        .reported
+        .iter()
+        .map(|i| inversion_dict(py, i))
+        .collect::<PyResult<Vec<_>>>()?;
+    let suppressed = v
+        .suppressed
+        .iter()
+        .map(|(i, why)| {
+            let reason = match why {
+                diag::Suppressed::Semaphore => {
+                    "a lock class of the cycle behaves as a semaphore (released by another thread)"
+                }
+                diag::Suppressed::GateLock => {
+                    "every edge was taken while the same gate lock was held"
+                }
+                diag::Suppressed::IdOrder => "every edge was taken in increasing id() order",
+            };
+            Ok((inversion_dict(py, i)?, reason))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((PyList::new(py, reported)?, PyList::new(py, suppressed)?))
 }
 
 /// Plain locks left held by exited threads.
@@ -974,6 +1128,42 @@ fn after_fork_child() {
     diag::after_fork_child(ident::current(), ident::native());
 }
 
+extern "C" fn atfork_prepare() {
+    diag::before_fork();
+}
+
+extern "C" fn atfork_parent() {
+    diag::after_fork_parent();
+}
+
+extern "C" fn atfork_child() {
+    diag::after_fork_child(ident::current(), ident::native());
+}
+
+/// Register the fork handlers once (when diagnostics are first enabled):
+/// `fork()` then takes the diagnostics locks first (an export or a deadlock
+/// check running in another thread finishes; none is left held in the
+/// child) and the child starts from a consistent state, before any
+/// Python-level `after_in_child` hook (`threading._after_fork`
+/// re-initialises locks, which reaches diagnostics) runs.
+fn register_fork_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the three handlers are plain `extern "C"` functions that
+        // live for the whole process; pthread_atfork only stores them.
+        let rc = unsafe {
+            libc::pthread_atfork(
+                Some(atfork_prepare),
+                Some(atfork_parent),
+                Some(atfork_child),
+            )
+        };
+        if rc != 0 {
+            eprintln!("rsthread: diagnostics: pthread_atfork failed ({rc})");
+        }
+    });
+}
+
 /// The module `rsthread._diag`, registered in `sys.modules` only.
 pub(crate) fn register(py: Python<'_>) -> PyResult<()> {
     let m = PyModule::new(py, "rsthread._diag")?;
@@ -997,6 +1187,8 @@ pub(crate) fn register(py: Python<'_>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(longest_waits, &m)?)?;
     m.add_function(wrap_pyfunction!(detect_deadlock, &m)?)?;
     m.add_function(wrap_pyfunction!(leaked_at_exit, &m)?)?;
+    m.add_function(wrap_pyfunction!(set_immediate_inversions, &m)?)?;
+    m.add_function(wrap_pyfunction!(take_inversions, &m)?)?;
     m.add_function(wrap_pyfunction!(export_chrome_trace, &m)?)?;
     m.add_function(wrap_pyfunction!(timeline_dropped, &m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_child, &m)?)?;

@@ -18,7 +18,8 @@ pub struct PyLock {
     /// Whether blocking acquires spin before sleeping (lives in what would
     /// be padding: the object stays the size of stock's).
     pub(crate) spin: SpinScore,
-    /// Diagnostics id (0: never seen by diagnostics), see `crate::diag`.
+    /// The address of this lock's diagnostics cell (a `&'static LockCell`
+    /// stored as an integer; 0: never seen by diagnostics), see `crate::diag`.
     pub(crate) diag: AtomicU64,
 }
 
@@ -62,8 +63,20 @@ impl PyLock {
     /// Acquire with a parsed timeout (ns; `UNSET_TIMEOUT` forever; 0 try).
     #[inline]
     pub(crate) fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
+        self.acquire_ns_as(py, timeout, false)
+    }
+
+    /// [`acquire_ns`](Self::acquire_ns); `entered`: called as `__enter__`
+    /// (diagnostics count such a hold as owned: its release is `__exit__`).
+    #[inline]
+    pub(crate) fn acquire_ns_as(
+        &self,
+        py: Python<'_>,
+        timeout: i64,
+        entered: bool,
+    ) -> PyResult<bool> {
         if diag::flags() != 0 {
-            return crate::diag::lock_acquire(py, self, timeout);
+            return crate::diag::lock_acquire(py, self, timeout, entered);
         }
         if self.raw.try_acquire() {
             return Ok(true);
@@ -130,6 +143,9 @@ impl PyLock {
 
     #[pyo3(text_signature = None)]
     fn _at_fork_reinit(&self) {
+        if diag::flags() != 0 {
+            crate::diag::lock_reinit(&self.diag);
+        }
         self.raw.reinit_after_fork();
     }
 
@@ -183,7 +199,8 @@ fn acquire_timeout(
 #[pyclass(name = "RLock", module = "_thread", subclass, frozen, weakref)]
 pub struct PyRLock {
     pub(crate) raw: RawRLock,
-    /// Diagnostics id (0: never seen by diagnostics), see `crate::diag`.
+    /// The address of this lock's diagnostics cell (a `&'static LockCell`
+    /// stored as an integer; 0: never seen by diagnostics), see `crate::diag`.
     pub(crate) diag: AtomicU64,
 }
 
@@ -316,6 +333,9 @@ impl PyRLock {
 
     #[pyo3(text_signature = None)]
     fn _at_fork_reinit(&self) {
+        if diag::flags() != 0 {
+            crate::diag::lock_reinit(&self.diag);
+        }
         self.raw.reinit_after_fork();
     }
 
@@ -510,6 +530,10 @@ mod fast {
         /// `__exit__`'s name in its "takes no keyword arguments" error.
         const EXIT: &'static str;
         fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool>;
+        /// `acquire_ns` called as `__enter__` (see `PyLock::acquire_ns_as`).
+        fn enter_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
+            self.acquire_ns(py, timeout)
+        }
         fn acquire_checked(
             &self,
             py: Python<'_>,
@@ -523,6 +547,9 @@ mod fast {
         const EXIT: &'static str = "lock.__exit__";
         fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
             PyLock::acquire_ns(self, py, timeout)
+        }
+        fn enter_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
+            PyLock::acquire_ns_as(self, py, timeout, true)
         }
         fn acquire_checked(
             &self,
@@ -555,8 +582,10 @@ mod fast {
         }
     }
 
-    /// `acquire` / `acquire_lock` / `__enter__` of `lock` and `RLock`.
-    unsafe extern "C" fn acquire<T: Hot>(
+    /// `acquire` / `acquire_lock` / `__enter__` (`ENTER`) of `lock` and
+    /// `RLock`. `__enter__` with arguments (never done by `with`) takes the
+    /// general path and counts as a plain `acquire`.
+    unsafe extern "C" fn acquire<T: Hot, const ENTER: bool>(
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargsf: ffi::Py_ssize_t,
@@ -568,6 +597,7 @@ mod fast {
             let py = Python::assume_attached();
             let l = this::<T>(py, slf);
             let r = match fast_timeout(args, nargsf, kwnames) {
+                Some(t) if ENTER => l.get().enter_ns(py, t),
                 Some(t) => l.get().acquire_ns(py, t),
                 None => general(py, args, nargsf, kwnames)
                     .and_then(|(a, k)| l.get().acquire_checked(py, &a, k.as_ref())),
@@ -730,20 +760,36 @@ mod fast {
         let lock = py.get_type::<PyLock>();
         // The aliases come last: their docstrings are read from the PyO3 methods.
         for (n, d, e) in [
-            (c"acquire_lock", "acquire", Entry::Fast(acquire::<PyLock>)),
-            (c"__enter__", "acquire", Entry::Fast(acquire::<PyLock>)),
+            (
+                c"acquire_lock",
+                "acquire",
+                Entry::Fast(acquire::<PyLock, false>),
+            ),
+            (
+                c"__enter__",
+                "acquire",
+                Entry::Fast(acquire::<PyLock, true>),
+            ),
             (c"release_lock", "release", Entry::NoArgs(release::<PyLock>)),
             (c"__exit__", "release", Entry::Fast(exit::<PyLock>)),
-            (c"acquire", "acquire", Entry::Fast(acquire::<PyLock>)),
+            (c"acquire", "acquire", Entry::Fast(acquire::<PyLock, false>)),
             (c"release", "release", Entry::NoArgs(release::<PyLock>)),
         ] {
             install_one(&lock, n, d, e)?;
         }
         let rlock = py.get_type::<PyRLock>();
         for (n, d, e) in [
-            (c"__enter__", "acquire", Entry::Fast(acquire::<PyRLock>)),
+            (
+                c"__enter__",
+                "acquire",
+                Entry::Fast(acquire::<PyRLock, true>),
+            ),
             (c"__exit__", "release", Entry::Fast(exit::<PyRLock>)),
-            (c"acquire", "acquire", Entry::Fast(acquire::<PyRLock>)),
+            (
+                c"acquire",
+                "acquire",
+                Entry::Fast(acquire::<PyRLock, false>),
+            ),
             (c"release", "release", Entry::NoArgs(release::<PyRLock>)),
             (c"_is_owned", "_is_owned", Entry::NoArgs(rlock_is_owned)),
             (

@@ -45,6 +45,10 @@ pub(crate) const RELEASED_BY_OTHER: u32 = 1 << 2;
 pub(crate) const SELF_BLOCKED: u32 = 1 << 3;
 /// Bit: the state has a pending leak or an exited holder for it (slow path).
 pub(crate) const ORPHANED: u32 = 1 << 4;
+/// Bit: the current hold was taken through `__enter__` (a `with` block):
+/// its release is the matching `__exit__` in the same thread, so only the
+/// holder can end it. Set or cleared by every [`LockCell::begin_hold`].
+pub(crate) const ENTERED: u32 = 1 << 5;
 
 /// Hold-stack entries checked for staleness once the stack is this deep.
 const PRUNE_DEPTH: usize = 16;
@@ -69,6 +73,9 @@ pub struct LockCell {
     /// Orders a thread's holds (a per-thread counter) when `since` ties.
     seq: AtomicU64,
     hold_site: AtomicU32,
+    /// The lock object's address order key (the binding's choice: an
+    /// address inside the object; 0 unknown), for the `id()`-order rule.
+    addr: AtomicU64,
     acquisitions: AtomicU64,
     holds: AtomicU64,
     total_hold: AtomicU64,
@@ -96,6 +103,7 @@ impl LockCell {
         since: AtomicU64::new(0),
         seq: AtomicU64::new(0),
         hold_site: AtomicU32::new(0),
+        addr: AtomicU64::new(0),
         acquisitions: AtomicU64::new(0),
         holds: AtomicU64::new(0),
         total_hold: AtomicU64::new(0),
@@ -184,9 +192,33 @@ impl LockCell {
         self.hold_site.load(Ordering::Relaxed)
     }
 
-    /// Begin a hold by `t` (depth 1).
+    /// The lock object's address key (0: unknown).
     #[inline]
-    pub(crate) fn begin_hold(&self, t: ThreadId, site: SiteId, since: u64, seq: u64) {
+    pub fn addr(&self) -> u64 {
+        self.addr.load(Ordering::Relaxed)
+    }
+    /// Set the lock object's address key: any address inside the object,
+    /// at the same offset for every lock of a type, orders locks as `id()`.
+    #[inline]
+    pub fn set_addr(&self, addr: u64) {
+        self.addr.store(addr, Ordering::Relaxed);
+    }
+
+    /// Begin a hold by `t` (depth 1); `entered`: taken through `__enter__`.
+    #[inline]
+    pub(crate) fn begin_hold(
+        &self,
+        t: ThreadId,
+        site: SiteId,
+        since: u64,
+        seq: u64,
+        entered: bool,
+    ) {
+        if entered {
+            self.set_bit(ENTERED);
+        } else {
+            self.clear_bit(ENTERED);
+        }
         self.hold_site.store(site, Ordering::Relaxed);
         self.since.store(since, Ordering::Relaxed);
         self.seq.store(seq, Ordering::Relaxed);
@@ -217,15 +249,15 @@ impl LockCell {
         bump(&self.acquisitions, 1);
     }
 
-    /// An edge "waiter -> holder" through this lock can only be broken by the holder.
+    /// An edge "waiter -> holder" through this lock can only be broken by
+    /// the holder: evidence about the *current* hold, never about the
+    /// lock's past (a plain lock may be released by any thread). An RLock
+    /// only by its owner; a thread's sentinel only by its thread's exit; a
+    /// plain lock only when this hold was taken through `__enter__`.
     pub(crate) fn owned(&self) -> bool {
         match self.kind() {
             LockKind::RLock => true,
-            LockKind::Lock => {
-                let b = self.bits();
-                b & SENTINEL != 0
-                    || (b & RELEASED_BY_SELF != 0 && b & (RELEASED_BY_OTHER | SELF_BLOCKED) == 0)
-            }
+            LockKind::Lock => self.bits() & (SENTINEL | ENTERED) != 0,
         }
     }
 
@@ -267,6 +299,7 @@ impl LockCell {
         self.since.store(0, Ordering::Relaxed);
         self.seq.store(0, Ordering::Relaxed);
         self.hold_site.store(0, Ordering::Relaxed);
+        self.addr.store(0, Ordering::Relaxed);
         self.reset_stats();
         // Relaxed: cells are handed out under the state mutex, and the
         // pointer reaches other threads through it (or through the lock
@@ -283,6 +316,13 @@ fn bump(a: &AtomicU64, v: u64) {
         a.load(Ordering::Relaxed).saturating_add(v),
         Ordering::Relaxed,
     );
+}
+
+/// Whether an edge from the lock at address key `from` to the one at `to`
+/// goes up in `id()` order (false when either is unknown).
+#[inline]
+pub(crate) fn ascending(from: u64, to: u64) -> bool {
+    from != 0 && to != 0 && from < to
 }
 
 // ----- slab --------------------------------------------------------------
@@ -343,7 +383,11 @@ impl Held {
 /// A lock-order edge known to be recorded in the global graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Seen {
-    Classes(LockClass, LockClass),
+    /// A class edge, with its gate (the oldest other held lock, 0: none)
+    /// and whether it went up in address: an occurrence differing in either
+    /// goes to the state, which keeps the gate-lock and `id()`-order rules
+    /// sound.
+    Classes(LockClass, LockClass, LockId, bool),
     Objects(LockId, LockId),
 }
 
@@ -446,6 +490,40 @@ pub struct ThreadDiag {
     tid: u64,
     /// Timeline events not handed to the state yet (see [`take_events`]).
     events: Vec<Event>,
+}
+
+thread_local! {
+    /// The caller's stack for lock-order edges recorded by this thread's
+    /// next call into the state (see [`set_edge_stack`]).
+    static EDGE_STACK: RefCell<Option<std::sync::Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Give the stack (formatted by the binding) that lock-order edges recorded
+/// by this thread's coming calls keep; `None` to clear it after them.
+pub fn set_edge_stack(stack: Option<String>) {
+    let _ = EDGE_STACK.try_with(|s| *s.borrow_mut() = stack.map(std::sync::Arc::from));
+}
+
+/// The stack set by [`set_edge_stack`], if any.
+pub(crate) fn edge_stack() -> Option<std::sync::Arc<str>> {
+    EDGE_STACK.try_with(|s| s.borrow().clone()).ok().flatten()
+}
+
+/// Whether a blocking acquire (or attempt) of `cell` by the calling thread
+/// may record a new lock-order edge (it holds an ordering lock with an edge
+/// to `cell` not known as recorded): then the binding gives a stack.
+pub fn may_add_edges(cell: &LockCell) -> bool {
+    if global().flags() & LOCK_ORDER == 0 {
+        return false;
+    }
+    with_thread(|l| {
+        let me = l.me;
+        l.held
+            .iter()
+            .any(|h| h.live(me) && h.cell.orders() && !std::ptr::eq(h.cell, cell))
+            && !l.edges_known(cell)
+    })
+    .unwrap_or(false)
 }
 
 thread_local! {
@@ -583,7 +661,17 @@ impl ThreadDiag {
         Some(if from == to {
             Seen::Objects(h.id, cell.id())
         } else {
-            Seen::Classes(from, to)
+            let gate = self
+                .held
+                .iter()
+                .find(|g| {
+                    g.live(self.me)
+                        && g.cell.orders()
+                        && !std::ptr::eq(g.cell, h.cell)
+                        && !std::ptr::eq(g.cell, cell)
+                })
+                .map_or(0, |g| g.id);
+            Seen::Classes(from, to, gate, ascending(h.cell.addr(), cell.addr()))
         })
     }
 
@@ -661,7 +749,13 @@ impl ThreadDiag {
     /// The fast path of [`acquired`]: true if the acquire is fully recorded,
     /// false if the caller must call [`acquired`] (the slow path).
     #[inline]
-    pub fn acquired_fast(&mut self, cell: &'static LockCell, site: SiteId, blocking: bool) -> bool {
+    pub fn acquired_fast(
+        &mut self,
+        cell: &'static LockCell,
+        site: SiteId,
+        blocking: bool,
+        entered: bool,
+    ) -> bool {
         let Some(flags) = self.fast_flags(cell) else {
             return false;
         };
@@ -681,7 +775,7 @@ impl ThreadDiag {
         }
         self.seq += 1;
         let now = time_now(flags);
-        cell.begin_hold(me, site, now, self.seq);
+        cell.begin_hold(me, site, now, self.seq, entered);
         if flags & PROFILE != 0 {
             cell.count_acquisition();
         }
@@ -728,20 +822,23 @@ impl ThreadDiag {
 }
 
 /// The calling thread (`me`) acquired the lock of `cell` at `site`
-/// (`blocking` and `waited_ns` as for [`super::acquired`]). Call after the
-/// real acquire succeeded, outside [`with_thread`]. Returns a lock-order
-/// inversion to report.
+/// (`blocking` and `waited_ns` as for [`super::acquired`]; `entered`: through
+/// `__enter__`). Call after the real acquire succeeded, outside
+/// [`with_thread`]. Returns a lock-order inversion to report.
 pub fn acquired(
     cell: &'static LockCell,
     me: ThreadId,
     site: SiteId,
     blocking: bool,
     waited_ns: u64,
+    entered: bool,
 ) -> Option<OrderInversion> {
-    if waited_ns == 0 && with_thread(|l| l.acquired_fast(cell, site, blocking)) == Some(true) {
+    if waited_ns == 0
+        && with_thread(|l| l.acquired_fast(cell, site, blocking, entered)) == Some(true)
+    {
         return None;
     }
-    acquired_slow(cell, me, site, blocking, waited_ns)
+    acquired_slow(cell, me, site, blocking, waited_ns, entered)
 }
 
 /// The slow path of [`acquired`] (after [`ThreadDiag::acquired_fast`]
@@ -752,13 +849,22 @@ pub fn acquired_slow(
     site: SiteId,
     blocking: bool,
     waited_ns: u64,
+    entered: bool,
 ) -> Option<OrderInversion> {
     let g = global();
     let flags = g.flags();
     let reentry = cell.holder_raw() == me && cell.kind() == LockKind::RLock;
     let held = with_thread(|l| l.held_ids(cell)).unwrap_or_default();
     super::flush_events();
-    let inv = g.acquired_with(me, cell.id(), site, blocking, waited_ns, Some(&held));
+    let inv = g.acquired_with(
+        me,
+        cell.id(),
+        site,
+        blocking,
+        waited_ns,
+        entered,
+        Some(&held),
+    );
     let _ = with_thread(|l| {
         l.known = true;
         l.sync = false;
@@ -769,6 +875,22 @@ pub fn acquired_slow(
             l.push_held(cell);
         }
     });
+    inv
+}
+
+/// The calling thread (`me`) begins a blocking acquire of the lock of
+/// `cell` at `site` (the fast try failed): record its lock-order edges now
+/// (see [`super::Diagnostics::attempt`]). Call outside [`with_thread`].
+pub fn attempting(cell: &'static LockCell, me: ThreadId, site: SiteId) -> Option<OrderInversion> {
+    let g = global();
+    if g.flags() & LOCK_ORDER == 0 {
+        return None;
+    }
+    let held = with_thread(|l| l.held_ids(cell)).unwrap_or_default();
+    super::flush_events();
+    let inv = g.attempt(me, cell.id(), site, Some(&held));
+    // The edges are recorded: the acquire, if it succeeds, adds none.
+    let _ = with_thread(|l| l.remember_edges(cell));
     inv
 }
 

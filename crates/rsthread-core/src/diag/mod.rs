@@ -106,34 +106,40 @@
 //! Barrier, `queue.Queue`; `Thread.join` on the sentinel). In those signal
 //! patterns a thread blocks on a plain lock "held" by the thread that
 //! acquired it long ago, often itself, and somebody else will release it.
-//! They must never be reported. So each wait edge `waiter → lock → holder`
-//! is classified:
+//! They must never be reported. A lock's past says nothing about who may
+//! release it *now* (a lock released by its acquirer a thousand times may be
+//! released by another thread the next time: the first-reader/last-reader
+//! design), so only evidence about the **current hold** counts. Each wait
+//! edge `waiter → lock → holder` is classified:
 //!
-//! * **owned** (definite): the lock is an RLock (only its owner can release
-//!   it), a sentinel (only its thread's exit releases it), or a *mutex-like*
-//!   plain lock: it has been released at least once by the thread that
-//!   acquired it, never by another thread, and its holder never tried to
-//!   acquire it again (blocking: [`wait_begin`], or not: [`acquire_failed`]);
-//! * **signal-like**: any other plain lock, including one never released yet
-//!   (we cannot tell), and any self-edge (a thread waiting on a lock it holds).
+//! * **owned**: the lock is an RLock (only its owner can release it), a
+//!   sentinel (only its thread's exit releases it), or a plain lock whose
+//!   current hold was taken through `__enter__` (a `with` block: its release
+//!   is the matching `__exit__` in the holder's thread; see
+//!   [`Diagnostics::entered`]);
+//! * **plain**: a plain lock held through `acquire()`: any thread may
+//!   release it (a binary semaphore, a "done" lock, a reader-writer gate).
 //!
-//! A cycle (found by walking the chain from the thread that begins to wait)
-//! is reported when its threads are all in untimed waits (any waits with
+//! A cycle (found by walking the chain from the thread that begins to wait,
+//! or from every waiting thread when all are blocked) is reported when its
+//! threads are all in untimed waits (any waits with
 //! [`set_report_timed`]`(true)`: a timeout would break the cycle) and either
 //!
-//! * every edge is owned → [`DeadlockRule::Definite`], whatever the rest of
-//!   the program does; or
-//! * every live registered thread is blocked (the same timing condition), so
-//!   nobody is left to release a signal-like lock →
-//!   [`DeadlockRule::AllBlocked`]. A self-deadlock (one thread waiting for a
-//!   plain lock it holds) can only be reported this way.
+//! * every edge is owned → [`DeadlockRule::Definite`], at once, the first
+//!   time, whatever the rest of the program does (a polling main thread, a
+//!   heartbeat, a server loop cannot release those locks). A thread waiting
+//!   for a lock it holds through `with` is such a cycle of one; or
+//! * some edge is plain, and every other live registered thread is blocked
+//!   (the same timing condition) or gone, so nobody is left to release it →
+//!   [`DeadlockRule::AllBlocked`].
 //!
-//! Consequence: a cycle through plain locks used for the first time (never
-//! released yet) while some unrelated thread still runs is not reported by
-//! [`wait_begin`]; it is reported as soon as the rest of the program blocks
-//! too (typically the main thread's `join`), and [`wait_chains`] always shows
-//! it as a [`ChainEnd::Cycle`] for the hang watchdog. Each cycle is reported
-//! once until one of its threads acquires or releases something.
+//! The [`Deadlock::detected_by`] thread is always a thread of the cycle: the
+//! one whose wait closed it, or, when a bystander's wait (a `join`) or the
+//! watchdog revealed it, the cycle's thread that began waiting last. Under
+//! [`DeadlockMode::Raise`] the binding raises there; when that is not the
+//! calling thread it posts the error with [`post_deadlock`] and the cycle's
+//! thread collects it with [`take_deadlock`] during its wait. Each cycle is
+//! reported once until one of its threads acquires or releases something.
 //!
 //! ## Lock-order rules
 //!
@@ -414,6 +420,12 @@ impl Diagnostics {
         self.run_at(&mut g, held, |s, cx| s.lock_destroyed(cx, lock))
     }
 
+    /// `lock` was re-initialised (`_at_fork_reinit`, with or without a
+    /// fork): it is unlocked and held by nobody; forget its holder.
+    pub fn lock_reinit(&self, lock: LockId) {
+        self.with(|s, _| s.lock_reinit(lock))
+    }
+
     /// `lock` is a thread's sentinel: treated as owned by the thread holding
     /// it, never a leak, and left out of the lock-order graph.
     pub fn mark_sentinel(&self, lock: LockId) {
@@ -454,11 +466,25 @@ impl Diagnostics {
         blocking: bool,
         waited_ns: u64,
     ) -> Option<OrderInversion> {
-        self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns, None))
+        self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns, false, None))
     }
 
-    /// [`acquired`](Self::acquired), with what `t` holds (oldest first) given
-    /// by the caller instead of looked up.
+    /// [`acquired`](Self::acquired) through `__enter__` (a `with` block):
+    /// the hold is owned, only `t` can end it (see the deadlock rules).
+    pub fn entered(
+        &self,
+        t: ThreadId,
+        lock: LockId,
+        site: SiteId,
+        blocking: bool,
+        waited_ns: u64,
+    ) -> Option<OrderInversion> {
+        self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns, true, None))
+    }
+
+    /// [`acquired`](Self::acquired) (or [`entered`](Self::entered)), with
+    /// what `t` holds (oldest first) given by the caller instead of looked up.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn acquired_with(
         &self,
         t: ThreadId,
@@ -466,9 +492,61 @@ impl Diagnostics {
         site: SiteId,
         blocking: bool,
         waited_ns: u64,
+        entered: bool,
         held: Option<&[LockId]>,
     ) -> Option<OrderInversion> {
-        self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns, held))
+        self.with(|s, cx| s.acquired(cx, t, lock, site, blocking, waited_ns, entered, held))
+    }
+
+    /// `t` begins a blocking acquire of `lock` at `site` (before its wait):
+    /// the lock-order edges from what `t` holds (`held`, oldest first; looked
+    /// up if `None`) are recorded at the attempt. Returns an inversion the
+    /// attempt revealed (under [`LOCK_ORDER`]).
+    pub fn attempt(
+        &self,
+        t: ThreadId,
+        lock: LockId,
+        site: SiteId,
+        held: Option<&[LockId]>,
+    ) -> Option<OrderInversion> {
+        self.with(|s, cx| {
+            let looked_up;
+            let held = match held {
+                Some(h) => h,
+                None => {
+                    looked_up = s.held_ids_of(t);
+                    &looked_up
+                }
+            };
+            s.attempt(cx, t, lock, site, held)
+        })
+    }
+
+    /// Report lock-order inversions as soon as they are found (`true`), or
+    /// keep them to be judged with the evidence of the whole run by
+    /// [`take_inversions`](Self::take_inversions) (`false`, the default):
+    /// a lock class may show later that it behaves as a semaphore.
+    pub fn set_immediate_inversions(&self, on: bool) {
+        self.with(|s, _| s.immediate_inversions = on)
+    }
+
+    /// The lock-order inversions kept since the last call, judged now: to
+    /// report, and suppressed with the reason (under immediate reports,
+    /// only the suppressed ones: the others were returned when found).
+    pub fn take_inversions(&self) -> InversionVerdicts {
+        self.with(|s, _| s.take_inversions())
+    }
+
+    /// Hand deadlock `d` to its [`Deadlock::detected_by`] thread, to raise
+    /// there (it collects it with [`take_deadlock`](Self::take_deadlock)).
+    pub fn post_deadlock(&self, d: Deadlock) {
+        self.with(|s, _| s.post_deadlock(d))
+    }
+
+    /// A deadlock posted for thread `t` that is still current (`t` still
+    /// waits as it did in the report), taken away.
+    pub fn take_deadlock(&self, t: ThreadId) -> Option<Deadlock> {
+        self.with(|s, _| s.take_deadlock(t))
     }
 
     /// `t` released `lock` (one level of an RLock). For a plain lock `t` may
@@ -686,6 +764,26 @@ pub fn acquired(
     waited_ns: u64,
 ) -> Option<OrderInversion> {
     GLOBAL.acquired(t, lock, site, blocking, waited_ns)
+}
+/// See [`Diagnostics::lock_reinit`].
+pub fn lock_reinit(lock: LockId) {
+    GLOBAL.lock_reinit(lock)
+}
+/// See [`Diagnostics::set_immediate_inversions`].
+pub fn set_immediate_inversions(on: bool) {
+    GLOBAL.set_immediate_inversions(on)
+}
+/// See [`Diagnostics::take_inversions`].
+pub fn take_inversions() -> InversionVerdicts {
+    GLOBAL.take_inversions()
+}
+/// See [`Diagnostics::post_deadlock`].
+pub fn post_deadlock(d: Deadlock) {
+    GLOBAL.post_deadlock(d)
+}
+/// See [`Diagnostics::take_deadlock`].
+pub fn take_deadlock(t: ThreadId) -> Option<Deadlock> {
+    GLOBAL.take_deadlock(t)
 }
 /// See [`Diagnostics::released`].
 pub fn released(t: ThreadId, lock: LockId) {

@@ -50,12 +50,13 @@ pub struct HeldLock {
 /// Which rule made a wait cycle a deadlock. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadlockRule {
-    /// Every edge is owned (RLock, sentinel or mutex-like plain lock): only a
-    /// thread inside the cycle could break it, and all of them wait.
+    /// Every edge is owned (RLock, sentinel, or a plain lock held through
+    /// `with`): only a thread inside the cycle could break it, and all of
+    /// them wait.
     Definite,
-    /// Some edge is a plain lock that anyone may release (or a thread waits
-    /// on a lock it holds itself), and every live registered thread is
-    /// blocked, so nobody is left to release it.
+    /// Some edge is a plain lock held through `acquire()`, which anyone may
+    /// release, and every live registered thread is blocked, so nobody is
+    /// left to release it.
     AllBlocked,
 }
 
@@ -77,8 +78,10 @@ pub struct CycleThread {
 /// A wait cycle that will not resolve by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deadlock {
-    /// The thread whose wait completed the picture (the binding reports or
-    /// raises in this thread).
+    /// The thread of the cycle that gets the error: the one whose wait
+    /// closed the cycle, or (when a bystander's wait or the watchdog revealed
+    /// it) the member that began waiting last. Under raise mode the binding
+    /// raises in this thread only.
     pub detected_by: ThreadId,
     /// When (monotonic ns).
     pub at_ns: u64,
@@ -119,6 +122,10 @@ pub struct OrderEdge {
     pub acquire_site: SiteId,
     /// Who did it.
     pub thread: ThreadRef,
+    /// The caller's stack when the edge was first recorded (at the attempt
+    /// of the second lock; the held lock's acquire is usually an outer frame
+    /// of it), as the binding formatted it; `None` if it gave none.
+    pub stack: Option<std::sync::Arc<str>>,
 }
 
 /// Locks acquired in inconsistent orders: a potential deadlock, reported
@@ -136,6 +143,32 @@ pub struct OrderInversion {
     /// The cycle, smallest through the new edge: `edges[i].to ==
     /// edges[i + 1].from`, the last edge is the acquire that closed it.
     pub edges: Vec<OrderEdge>,
+}
+
+/// Why a lock-order inversion is not reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suppressed {
+    /// A lock class of the cycle behaves as a semaphore (a lock of it was
+    /// released by another thread than its acquirer): its "holds" order
+    /// nothing.
+    Semaphore,
+    /// Every edge of the cycle was taken while the same third lock (a gate)
+    /// was held: two threads can never be inside the cycle at once.
+    GateLock,
+    /// Every edge of the cycle, each time, went from a lock of lower `id()`
+    /// to one of higher `id()` (a `sorted(locks, key=id)` discipline): no
+    /// wait cycle can form among objects taken in one global order.
+    IdOrder,
+}
+
+/// Lock-order inversions judged with the evidence of the whole run (see
+/// [`Diagnostics::take_inversions`](super::Diagnostics::take_inversions)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InversionVerdicts {
+    /// Inversions to report.
+    pub reported: Vec<OrderInversion>,
+    /// Inversions left out, each with the reason.
+    pub suppressed: Vec<(OrderInversion, Suppressed)>,
 }
 
 /// A lock left held by a thread that exited.

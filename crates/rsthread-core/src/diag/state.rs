@@ -106,6 +106,23 @@ struct EdgeRec {
     held_site: SiteId,
     acquire_site: SiteId,
     thread: ThreadRef,
+    /// The gate lock every occurrence held (the oldest other held lock, the
+    /// same one each time), or `None`.
+    gate: Option<LockId>,
+    /// Every occurrence went up in `id()` order (held lower than acquired).
+    ascending: bool,
+    /// The stack of the first occurrence (see [`OrderEdge::stack`]).
+    stack: Option<std::sync::Arc<str>>,
+}
+
+impl EdgeRec {
+    /// Fold a later occurrence (`gate`, `ascending`) into the record.
+    fn again(&mut self, gate: Option<LockId>, ascending: bool) {
+        if self.gate != gate {
+            self.gate = None;
+        }
+        self.ascending &= ascending;
+    }
 }
 
 impl EdgeRec {
@@ -118,6 +135,7 @@ impl EdgeRec {
             held_site: self.held_site,
             acquire_site: self.acquire_site,
             thread: self.thread.clone(),
+            stack: self.stack.clone(),
         }
     }
 }
@@ -137,7 +155,8 @@ impl OrderGraph {
     /// Add `from -> to` (a new edge only); return the smallest cycle it closes
     /// if that cycle was never reported.
     fn add_edge(&mut self, from: LockClass, to: LockClass, rec: EdgeRec) -> Option<Vec<OrderEdge>> {
-        if self.edges.contains_key(&(from, to)) {
+        if let Some(old) = self.edges.get_mut(&(from, to)) {
+            old.again(rec.gate, rec.ascending);
             return None;
         }
         self.edges.insert((from, to), rec);
@@ -200,6 +219,17 @@ pub(crate) struct State {
     /// Reported wait cycles, as sorted (thread, lock) lists.
     pub(crate) reported: Vec<Vec<(ThreadId, LockId)>>,
     pending_leaks: HashMap<LockId, Leak>,
+    /// Deadlocks to raise in a thread of their cycle (posted by a bystander).
+    posted: HashMap<ThreadId, Deadlock>,
+    /// Lock classes that behave as semaphores: a lock of the class was
+    /// released by another thread than its acquirer. Left out of lock-order
+    /// analysis (as lockdep leaves semaphores out).
+    semaphore_classes: HashSet<LockClass>,
+    /// Inversions found, judged with the evidence of the whole run when
+    /// taken ([`State::take_inversions`]), unless `immediate_inversions`.
+    pending_inversions: Vec<OrderInversion>,
+    /// Report inversions when found (judged with the evidence so far).
+    pub(crate) immediate_inversions: bool,
     order: OrderGraph,
     stats: HashMap<LockClass, ClassAcc>,
     slab: cell::Slab,
@@ -216,6 +246,10 @@ impl State {
             next_episode: 1,
             reported: Vec::new(),
             pending_leaks: HashMap::default(),
+            posted: HashMap::default(),
+            semaphore_classes: HashSet::default(),
+            pending_inversions: Vec::new(),
+            immediate_inversions: false,
             order: OrderGraph::default(),
             stats: HashMap::default(),
             slab: cell::Slab::default(),
@@ -281,6 +315,10 @@ impl State {
             .collect();
         v.sort_unstable();
         v.into_iter().map(|(_, _, id)| id).collect()
+    }
+
+    pub(crate) fn held_ids_of(&self, t: ThreadId) -> Vec<LockId> {
+        self.held_ids(t)
     }
 
     fn held_of(&self, t: ThreadId) -> Vec<HeldLock> {
@@ -411,6 +449,20 @@ impl State {
         self.locks.get(&lock).is_some_and(|l| l.holder().is_some())
     }
 
+    /// `_at_fork_reinit`: the lock is new and unlocked. Its hold (if any)
+    /// ends without counting as a release by anybody, so no thread keeps
+    /// it in its held set; a pending leak of it is forgotten.
+    pub(crate) fn lock_reinit(&mut self, lock: LockId) {
+        let Some(l) = self.locks.get(&lock) else {
+            return;
+        };
+        if l.holder().is_some() {
+            l.cell.end_hold(0, false);
+        }
+        self.pending_leaks.remove(&lock);
+        self.set_orphaned(lock, None);
+    }
+
     pub(crate) fn mark_sentinel(&mut self, lock: LockId) {
         self.lock_entry(lock).cell.set_bit(SENTINEL);
     }
@@ -497,6 +549,7 @@ impl State {
         self.event(cx, t, EventKind::ThreadEnd, t, 0);
         self.set_wait(t, None);
         self.forget_reported(t);
+        self.posted.remove(&t);
         let who = self.tref(t);
         let mut leaks = Vec::new();
         for id in self.held_ids(t) {
@@ -557,6 +610,7 @@ impl State {
         site: SiteId,
         blocking: bool,
         waited_ns: u64,
+        entered: bool,
         held: Option<&[LockId]>,
     ) -> Option<OrderInversion> {
         self.thread_entry(t);
@@ -588,11 +642,12 @@ impl State {
                 }
             };
             self.order_edges(cx, t, lock, site, held)
+                .and_then(|inv| self.judge_now(inv))
         } else {
             None
         };
 
-        c.begin_hold(t, site, cx.now, cell::next_seq());
+        c.begin_hold(t, site, cx.now, cell::next_seq(), entered);
         let class = c.class();
         if cx.on(PROFILE) {
             c.count_acquisition();
@@ -613,13 +668,110 @@ impl State {
         }
         self.event(cx, t, EventKind::HoldBegin, lock, site);
         if let Some(inv) = &inversion {
-            if cx.on(TRACE) {
-                let text = describe_inversion(inv);
-                let id = self.timeline.marker(text);
-                self.event(cx, t, EventKind::Inversion, 0, id);
-            }
+            self.inversion_marker(cx, t, inv);
         }
         inversion
+    }
+
+    /// `t` starts a blocking acquire of `lock` at `site` (it may never
+    /// succeed): record the lock-order edges from what it holds (`held`,
+    /// oldest first) now, as lockdep does, so an inversion that deadlocks on
+    /// its first occurrence is still reported.
+    pub(crate) fn attempt(
+        &mut self,
+        cx: &Ctx,
+        t: ThreadId,
+        lock: LockId,
+        site: SiteId,
+        held: &[LockId],
+    ) -> Option<OrderInversion> {
+        if !cx.on(LOCK_ORDER) {
+            return None;
+        }
+        self.thread_entry(t);
+        let c = self.lock_entry(lock).cell;
+        if c.holder() == Some(t) {
+            return None; // a re-entry or a wait on its own lock: no edge
+        }
+        let inv = self
+            .order_edges(cx, t, lock, site, held)
+            .and_then(|inv| self.judge_now(inv))?;
+        self.inversion_marker(cx, t, &inv);
+        Some(inv)
+    }
+
+    /// A timeline marker for an inversion reported now (under [`TRACE`]).
+    fn inversion_marker(&mut self, cx: &Ctx, t: ThreadId, inv: &OrderInversion) {
+        if cx.on(TRACE) {
+            let text = describe_inversion(inv);
+            let id = self.timeline.marker(text);
+            self.event(cx, t, EventKind::Inversion, 0, id);
+        }
+    }
+
+    /// Why inversion `inv` is no evidence of a possible deadlock, if it is
+    /// not (with what is known now).
+    fn suppressed_because(&self, inv: &OrderInversion) -> Option<Suppressed> {
+        let semaphore = inv.edges.iter().any(|e| {
+            self.semaphore_classes.contains(&e.from) || self.semaphore_classes.contains(&e.to)
+        });
+        if semaphore {
+            return Some(Suppressed::Semaphore);
+        }
+        // The edges as recorded now (later occurrences folded in).
+        let recs: Vec<&EdgeRec> = inv
+            .edges
+            .iter()
+            .filter_map(|e| {
+                if inv.same_class {
+                    self.order.pairs.get(&(e.from_lock, e.to_lock))
+                } else {
+                    self.order.edges.get(&(e.from, e.to))
+                }
+            })
+            .collect();
+        if recs.len() != inv.edges.len() {
+            return None; // forgotten (a lock destroyed): judge as found
+        }
+        let gate = recs[0].gate;
+        if gate.is_some() && recs.iter().all(|r| r.gate == gate) {
+            return Some(Suppressed::GateLock);
+        }
+        if recs.iter().all(|r| r.ascending) {
+            return Some(Suppressed::IdOrder);
+        }
+        None
+    }
+
+    /// A new inversion: returned to report now under
+    /// `immediate_inversions` (unless already suppressed), else kept for
+    /// [`take_inversions`](Self::take_inversions).
+    fn judge_now(&mut self, inv: OrderInversion) -> Option<OrderInversion> {
+        if !self.immediate_inversions {
+            self.pending_inversions.push(inv);
+            return None;
+        }
+        match self.suppressed_because(&inv) {
+            None => Some(inv),
+            Some(_) => {
+                self.pending_inversions.push(inv);
+                None
+            }
+        }
+    }
+
+    /// The inversions kept so far, judged with all the evidence gathered
+    /// since: those to report, and those suppressed (with the reason).
+    pub(crate) fn take_inversions(&mut self) -> InversionVerdicts {
+        let mut v = InversionVerdicts::default();
+        for inv in std::mem::take(&mut self.pending_inversions) {
+            match self.suppressed_because(&inv) {
+                None if !self.immediate_inversions => v.reported.push(inv),
+                None => {} // reported when found
+                Some(why) => v.suppressed.push((inv, why)),
+            }
+        }
+        v
     }
 
     /// Record lock-order edges for `t` acquiring `lock` at `site` while
@@ -637,23 +789,29 @@ impl State {
             return None;
         }
         let to = new.class();
-        let held: Vec<(LockId, LockClass, SiteId)> = held
+        let held: Vec<(LockId, LockClass, SiteId, u64)> = held
             .iter()
             .filter(|&&h| h != lock)
             .filter_map(|&h| {
                 let c = self.locks.get(&h)?.cell;
-                (c.holder() == Some(t) && c.orders()).then(|| (h, c.class(), c.hold_site()))
+                (c.holder() == Some(t) && c.orders())
+                    .then(|| (h, c.class(), c.hold_site(), c.addr()))
             })
             .collect();
         let me = self.tref(t);
         let mut best: Option<OrderInversion> = None;
-        for (h, from, held_site) in held {
+        for &(h, from, held_site, addr) in &held {
+            // The gate: the oldest other lock held (as the fast path's key).
+            let gate = held.iter().map(|g| g.0).find(|&g| g != h);
             let rec = EdgeRec {
                 from_lock: h,
                 to_lock: lock,
                 held_site,
                 acquire_site: site,
                 thread: me.clone(),
+                gate,
+                ascending: cell::ascending(addr, new.addr()),
+                stack: cell::edge_stack(),
             };
             let found = if from == to {
                 self.same_class_pair(h, lock, rec)
@@ -691,9 +849,11 @@ impl State {
     /// cycle of two; forks taken in a ring, of five), once per cycle.
     fn same_class_pair(&mut self, h: LockId, lock: LockId, rec: EdgeRec) -> Option<Vec<OrderEdge>> {
         let class = self.locks[&lock].cell.class();
-        if self.order.pairs.contains_key(&(h, lock))
-            || self.order.pairs.len() >= MAX_SAME_CLASS_PAIRS
-        {
+        if let Some(old) = self.order.pairs.get_mut(&(h, lock)) {
+            old.again(rec.gate, rec.ascending);
+            return None;
+        }
+        if self.order.pairs.len() >= MAX_SAME_CLASS_PAIRS {
             return None;
         }
         self.order.pairs.insert((h, lock), rec);
@@ -744,16 +904,18 @@ impl State {
         }
         match c.holder() {
             Some(h) => {
-                c.set_bit(if h == t {
-                    RELEASED_BY_SELF
+                if h == t {
+                    c.set_bit(RELEASED_BY_SELF);
                 } else {
-                    RELEASED_BY_OTHER
-                });
+                    c.set_bit(RELEASED_BY_OTHER);
+                    self.semaphore_classes.insert(c.class());
+                }
                 self.end_hold(cx, lock, t);
             }
             None => {
                 if l.orphaned_by.is_some_and(|o| o != t) {
                     c.set_bit(RELEASED_BY_OTHER);
+                    self.semaphore_classes.insert(c.class());
                 }
                 self.pending_leaks.remove(&lock);
                 self.set_orphaned(lock, None);
@@ -908,10 +1070,9 @@ impl State {
         if timed && !report_timed {
             return None;
         }
-        let definite = cycle.len() > 1
-            && cycle
-                .iter()
-                .all(|k| self.locks.get(&k.lock).is_some_and(|l| l.cell.owned()));
+        let definite = cycle
+            .iter()
+            .all(|k| self.locks.get(&k.lock).is_some_and(|l| l.cell.owned()));
         if definite {
             Some(DeadlockRule::Definite)
         } else if self.all_blocked(report_timed) {
@@ -984,8 +1145,18 @@ impl State {
         }
         // The cycle through `t` first (it was considered first if there is one).
         let (rule, first) = found.remove(0);
+        // The error goes to a thread of the cycle: `t` if it is one, else the
+        // member that began waiting last (its wait closed the cycle).
+        let closer = if first.iter().any(|k| k.thread == t) {
+            t
+        } else {
+            first
+                .iter()
+                .max_by_key(|k| self.threads[&k.thread].wait.map_or(0, |w| w.episode))
+                .map_or(t, |k| k.thread)
+        };
         let dl = Deadlock {
-            detected_by: t,
+            detected_by: closer,
             at_ns: cx.now,
             rule,
             threads: self.cycle_threads(&first),
@@ -999,6 +1170,18 @@ impl State {
             self.event(cx, t, EventKind::Deadlock, lock, id);
         }
         Some(dl)
+    }
+
+    pub(crate) fn post_deadlock(&mut self, d: Deadlock) {
+        self.posted.insert(d.detected_by, d);
+    }
+
+    pub(crate) fn take_deadlock(&mut self, t: ThreadId) -> Option<Deadlock> {
+        let d = self.posted.remove(&t)?;
+        // Still current: t waits for the lock it waited for in the report.
+        let me = d.threads.iter().find(|c| c.thread.ident == t)?;
+        let w = self.threads.get(&t)?.wait?;
+        (w.lock == me.waits_for.id).then_some(d)
     }
 
     // ----- inspection ----------------------------------------------------
@@ -1148,6 +1331,8 @@ impl State {
         self.reset_stats();
         self.timeline.clear();
         self.order = OrderGraph::default();
+        self.pending_inversions.clear();
+        self.semaphore_classes.clear();
         for l in self.locks.values_mut() {
             l.partners.clear();
         }
@@ -1185,6 +1370,9 @@ impl State {
         }
         self.threads.insert(surviving, me);
         self.reported.clear();
+        self.posted.clear();
+        // The parent reports what it found; the child starts afresh.
+        self.pending_inversions.clear();
         self.reset_stats();
         self.timeline.clear();
         self.timeline.names.clear();

@@ -16,9 +16,13 @@ fn advance(ns: u64) {
     NOW.with(|c| c.set(c.get() + ns));
 }
 
+/// A private instance reporting inversions when found (the scenarios
+/// check each report at the acquire that closes it); see
+/// `inversions_judged_with_the_whole_run` for the default.
 fn diag(flags: u32) -> Diagnostics {
     let d = Diagnostics::with_clock(now);
     d.set_flags(flags);
+    d.set_immediate_inversions(true);
     d
 }
 
@@ -31,11 +35,10 @@ fn start(d: &Diagnostics, t: ThreadId) {
     d.thread_started(t, 1000 + t, Some(format!("T{t}")));
 }
 
-/// A plain lock that `by` has used as a mutex once (acquired and released).
-fn mutex(d: &Diagnostics, id: LockId, by: ThreadId) {
+/// A plain lock, created cold (never used before), that `by` takes with
+/// `with` (an owned hold) when the test calls [`enter`].
+fn mutex(d: &Diagnostics, id: LockId, _by: ThreadId) {
     d.lock_created(id, LockKind::Lock, site(&format!("test.py:{id} in mutex")));
-    d.acquired(by, id, UNKNOWN_SITE, true, 0);
-    d.released(by, id);
 }
 
 fn rlock(d: &Diagnostics, id: LockId) {
@@ -52,7 +55,7 @@ fn ring(d: &Diagnostics, n: u64) -> Deadlock {
     for i in 1..=n {
         start(d, i);
         mutex(d, 100 + i, i);
-        d.acquired(i, 100 + i, site(&format!("ring.py:{i} in take")), true, 0);
+        d.entered(i, 100 + i, site(&format!("ring.py:{i} in take")), true, 0);
     }
     for i in 1..n {
         assert_eq!(
@@ -162,7 +165,7 @@ fn rlock_and_mutex_mixed_cycle() {
     rlock(&d, 10);
     mutex(&d, 20, 2);
     d.acquired(1, 10, UNKNOWN_SITE, true, 0);
-    d.acquired(2, 20, UNKNOWN_SITE, true, 0);
+    d.entered(2, 20, UNKNOWN_SITE, true, 0);
     assert_eq!(d.wait_begin(2, 10, false), None);
     let dl = d.wait_begin(1, 20, false).expect("RLock + mutex-like Lock");
     assert_eq!(dl.rule, DeadlockRule::Definite);
@@ -180,7 +183,7 @@ fn join_cycle_through_sentinel() {
     d.lock_created(50, LockKind::Lock, site("threading.py:1 in _set_sentinel"));
     d.mark_sentinel(50);
     d.acquired(2, 50, UNKNOWN_SITE, true, 0);
-    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
     assert_eq!(d.wait_begin(1, 50, false), None, "1 joins 2");
     let dl = d
         .wait_begin(2, 10, false)
@@ -339,8 +342,9 @@ fn self_deadlock_only_when_everyone_is_blocked() {
 }
 
 #[test]
-fn first_use_plain_cycle_reported_when_all_block() {
-    // with a: with b  /  with b: with a, first time, while main still runs.
+fn plain_acquire_cycle_reported_when_all_block() {
+    // a.acquire(); b.acquire()  /  b.acquire(); a.acquire(), first time,
+    // while main still runs: a plain hold may be released by main.
     let d = diag(DEADLOCK);
     for t in [1, 2, 3] {
         start(&d, t);
@@ -356,17 +360,128 @@ fn first_use_plain_cycle_reported_when_all_block() {
     assert_eq!(
         d.wait_begin(2, 10, false),
         None,
-        "never-released locks: main (3) may release them"
+        "plain holds: main (3) may release them"
     );
     let dl = d
         .wait_begin(3, 30, false)
         .expect("main joins: everyone blocked");
     assert_eq!(dl.rule, DeadlockRule::AllBlocked);
-    assert_eq!(dl.detected_by, 3);
+    assert_eq!(
+        dl.detected_by, 2,
+        "the error goes to the cycle's last waiter, not the joiner"
+    );
     let mut ids = idents(&dl);
     ids.sort_unstable();
     assert_eq!(ids, [1, 2], "the cycle, not the joiner");
     assert_eq!(d.detect_deadlock(3), None, "once");
+}
+
+#[test]
+fn first_use_with_cycle_reported_at_once_despite_busy_bystanders() {
+    // with a: b.acquire()  /  with b: a.acquire(), cold locks, while main
+    // polls join(timeout) and a heartbeat thread runs.
+    for bystander_waits_timed in [false, true] {
+        let d = diag(DEADLOCK);
+        for t in [1, 2, 3, 4] {
+            start(&d, t);
+        }
+        d.lock_created(10, LockKind::Lock, site("demo.py:1 in <module>"));
+        d.lock_created(20, LockKind::Lock, site("demo.py:2 in <module>"));
+        d.lock_created(30, LockKind::Lock, site("threading.py:1 in _set_sentinel"));
+        d.mark_sentinel(30);
+        d.acquired(1, 30, UNKNOWN_SITE, true, 0);
+        if bystander_waits_timed {
+            assert_eq!(d.wait_begin(3, 30, true), None, "main: join(0.2)");
+        }
+        d.entered(1, 10, UNKNOWN_SITE, true, 0);
+        d.entered(2, 20, UNKNOWN_SITE, true, 0);
+        assert_eq!(d.wait_begin(1, 20, false), None);
+        let dl = d
+            .wait_begin(2, 10, false)
+            .expect("owned holds: nobody else can release them");
+        assert_eq!(dl.rule, DeadlockRule::Definite);
+        assert_eq!(dl.detected_by, 2);
+        assert_eq!(idents(&dl), [2, 1]);
+    }
+}
+
+#[test]
+fn self_deadlock_through_with_is_reported_at_once() {
+    let d = diag(DEADLOCK);
+    start(&d, 1);
+    start(&d, 2); // a heartbeat: runs, never waits
+    d.lock_created(10, LockKind::Lock, site("self.py:1 in <module>"));
+    d.entered(1, 10, site("self.py:3 in f"), true, 0);
+    let dl = d.wait_begin(1, 10, false).expect("with a: a.acquire()");
+    assert_eq!(dl.rule, DeadlockRule::Definite);
+    assert!(dl.is_self_deadlock());
+    assert_eq!(dl.detected_by, 1);
+}
+
+#[test]
+fn lock_released_once_by_its_acquirer_is_no_evidence() {
+    // The readers-writers reproduction: res is taken and released
+    // by main once, then taken by main with acquire() and released by a
+    // timer thread (sleeping: a running thread to diagnostics).
+    let d = diag(DEADLOCK);
+    let (main, writer, timer) = (1, 2, 3);
+    for t in [main, writer, timer] {
+        start(&d, t);
+    }
+    d.lock_created(10, LockKind::Lock, site("rw.py:2 in <module>")); // gate
+    d.lock_created(20, LockKind::Lock, site("rw.py:2 in <module>")); // res
+    for l in [10, 20] {
+        d.acquired(main, l, UNKNOWN_SITE, true, 0);
+        d.released(main, l);
+    }
+    d.acquired(main, 20, UNKNOWN_SITE, true, 0);
+    d.entered(writer, 10, UNKNOWN_SITE, true, 0);
+    assert_eq!(d.wait_begin(writer, 20, false), None);
+    assert_eq!(
+        d.wait_begin(main, 10, false),
+        None,
+        "res is a plain hold and the timer still runs"
+    );
+    // The timer releases res: the writer proceeds, no report ever.
+    d.released(timer, 20);
+    d.wait_end(writer, 20, true);
+    d.acquired(writer, 20, UNKNOWN_SITE, true, 1);
+    d.released(writer, 20);
+    d.released(writer, 10);
+    d.wait_end(main, 10, true);
+    d.entered(main, 10, UNKNOWN_SITE, true, 1);
+    assert_eq!(d.detect_deadlock(main), None);
+}
+
+#[test]
+fn posted_deadlock_is_taken_only_while_its_wait_lasts() {
+    let d = diag(DEADLOCK);
+    for t in [1, 2, 3] {
+        start(&d, t);
+    }
+    d.lock_created(10, LockKind::Lock, UNKNOWN_SITE);
+    d.lock_created(20, LockKind::Lock, UNKNOWN_SITE);
+    d.lock_created(30, LockKind::Lock, site("threading.py:1 in _set_sentinel"));
+    d.mark_sentinel(30);
+    d.acquired(1, 30, UNKNOWN_SITE, true, 0);
+    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    d.acquired(2, 20, UNKNOWN_SITE, true, 0);
+    assert_eq!(d.wait_begin(1, 20, false), None);
+    assert_eq!(d.wait_begin(2, 10, false), None);
+    let dl = d.wait_begin(3, 30, false).expect("all blocked");
+    assert_eq!(dl.detected_by, 2);
+    d.post_deadlock(dl.clone());
+    assert_eq!(d.take_deadlock(3), None, "not for the joiner");
+    assert_eq!(d.take_deadlock(2), Some(dl.clone()));
+    assert_eq!(d.take_deadlock(2), None, "taken once");
+    d.post_deadlock(dl);
+    d.wait_end(2, 10, false);
+    d.wait_begin(2, 20, false);
+    assert_eq!(
+        d.take_deadlock(2),
+        None,
+        "stale: 2 waits for another lock now"
+    );
 }
 
 #[test]
@@ -1000,7 +1115,7 @@ fn reset_after_fork_keeps_only_the_survivor() {
     rlock(&d, 10);
     mutex(&d, 20, 2);
     d.acquired(1, 10, UNKNOWN_SITE, true, 0);
-    d.acquired(2, 20, UNKNOWN_SITE, true, 0);
+    d.entered(2, 20, UNKNOWN_SITE, true, 0);
     d.wait_begin(3, 20, false);
     d.reset_after_fork(1, 4242);
     let snap = d.snapshot();
@@ -1204,4 +1319,201 @@ fn leaked_at_exit_skips_handoff_locks() {
     d.thread_exited(3);
     d.released(2, 63);
     assert_eq!(d.leaked_at_exit().len(), 1);
+}
+
+#[test]
+fn order_edges_recorded_at_the_attempt() {
+    // with a: b.acquire()  /  with b: a.acquire(), cold: neither second
+    // acquire ever succeeds, the inversion is reported at the attempt.
+    let d = diag(LOCK_ORDER);
+    start(&d, 1);
+    start(&d, 2);
+    d.lock_created(10, LockKind::Lock, site("inv.py:1 in <module>"));
+    d.lock_created(20, LockKind::Lock, site("inv.py:2 in <module>"));
+    d.entered(1, 10, site("inv.py:5 in f"), true, 0);
+    d.entered(2, 20, site("inv.py:9 in g"), true, 0);
+    assert_eq!(d.attempt(1, 20, site("inv.py:6 in f"), None), None);
+    let inv = d
+        .attempt(2, 10, site("inv.py:10 in g"), None)
+        .expect("the second attempt closes the cycle");
+    assert_eq!(inv.edges.len(), 2);
+    let sites: Vec<String> = inv
+        .edges
+        .iter()
+        .map(|e| site_name(e.acquire_site))
+        .collect();
+    assert!(sites.contains(&"inv.py:6 in f".to_owned()), "{sites:?}");
+    assert!(sites.contains(&"inv.py:10 in g".to_owned()), "{sites:?}");
+    // The acquire, if it finally succeeds, reports nothing again.
+    d.released(2, 20);
+    d.acquired(1, 20, UNKNOWN_SITE, true, 5);
+    assert_eq!(d.attempt(2, 10, site("inv.py:10 in g"), None), None);
+    // Off without LOCK_ORDER.
+    let d = diag(DEADLOCK);
+    start(&d, 1);
+    d.lock_created(10, LockKind::Lock, UNKNOWN_SITE);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    assert_eq!(d.attempt(1, 20, UNKNOWN_SITE, None), None);
+}
+
+#[test]
+fn inversions_judged_with_the_whole_run() {
+    // The readers-writers shape: gate and res, one class; res is later
+    // released by another thread (a semaphore): the inversion found at the
+    // attempt is suppressed when judged at the end, reported if immediate.
+    for immediate in [false, true] {
+        let d = Diagnostics::with_clock(now);
+        d.set_flags(LOCK_ORDER);
+        d.set_immediate_inversions(immediate);
+        let (main, writer, timer) = (1, 2, 3);
+        for t in [main, writer, timer] {
+            start(&d, t);
+        }
+        let s = site("rw.py:2 in <module>");
+        d.lock_created(10, LockKind::Lock, s);
+        d.lock_created(20, LockKind::Lock, s);
+        d.acquired(main, 20, UNKNOWN_SITE, true, 0);
+        d.entered(writer, 10, UNKNOWN_SITE, true, 0);
+        assert_eq!(d.attempt(writer, 20, UNKNOWN_SITE, None), None);
+        let now_report = d.attempt(main, 10, UNKNOWN_SITE, None);
+        assert_eq!(now_report.is_some(), immediate, "immediate: {immediate}");
+        d.released(timer, 20);
+        let v = d.take_inversions();
+        assert!(v.reported.is_empty());
+        assert_eq!(
+            v.suppressed.len(),
+            usize::from(!immediate),
+            "kept once, judged once"
+        );
+        if let Some((_, why)) = v.suppressed.first() {
+            assert_eq!(*why, Suppressed::Semaphore);
+        }
+        assert_eq!(d.take_inversions(), InversionVerdicts::default());
+    }
+    // Without a semaphore, a deferred inversion is reported at the end.
+    let d = Diagnostics::with_clock(now);
+    d.set_flags(LOCK_ORDER);
+    start(&d, 1);
+    start(&d, 2);
+    d.lock_created(10, LockKind::Lock, site("inv.py:1 in <module>"));
+    d.lock_created(20, LockKind::Lock, site("inv.py:2 in <module>"));
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    d.entered(2, 20, UNKNOWN_SITE, true, 0);
+    assert_eq!(d.attempt(1, 20, UNKNOWN_SITE, None), None);
+    assert_eq!(d.attempt(2, 10, UNKNOWN_SITE, None), None, "deferred");
+    let v = d.take_inversions();
+    assert_eq!((v.reported.len(), v.suppressed.len()), (1, 0));
+    assert_eq!(v.reported[0].edges.len(), 2);
+}
+
+#[test]
+fn reinit_forgets_the_holder_and_adds_no_edge() {
+    let d = diag(LOCK_ORDER | DEADLOCK);
+    start(&d, 1);
+    d.lock_created(10, LockKind::Lock, site("f.py:1 in <module>"));
+    d.lock_created(20, LockKind::Lock, site("f.py:2 in <module>"));
+    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    d.lock_reinit(10);
+    assert!(d.snapshot().threads[0].held.is_empty(), "nobody holds it");
+    // Taking 20 then 10 and later 10 then 20 would be an inversion only if
+    // the reinitialised 10 still counted as held.
+    d.acquired(1, 20, UNKNOWN_SITE, true, 0);
+    d.released(1, 20);
+    d.acquired(1, 10, UNKNOWN_SITE, true, 0);
+    d.released(1, 10);
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    assert_eq!(
+        d.acquired(1, 10, UNKNOWN_SITE, true, 0),
+        None,
+        "20 -> 10 only"
+    );
+    assert!(d.take_inversions().suppressed.is_empty());
+}
+
+#[test]
+fn gate_lock_and_id_order_suppress_inversions() {
+    // (a) Opposite orders, always under one gate lock.
+    let d = Diagnostics::with_clock(now);
+    d.set_flags(LOCK_ORDER);
+    start(&d, 1);
+    start(&d, 2);
+    for (id, s) in [(5, "g.py:1"), (10, "g.py:2"), (20, "g.py:3")] {
+        d.lock_created(id, LockKind::Lock, site(s));
+    }
+    d.entered(1, 5, UNKNOWN_SITE, true, 0);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    for l in [20, 10, 5] {
+        d.released(1, l);
+    }
+    d.entered(2, 5, UNKNOWN_SITE, true, 0);
+    d.entered(2, 20, UNKNOWN_SITE, true, 0);
+    d.entered(2, 10, UNKNOWN_SITE, true, 0);
+    for l in [10, 20, 5] {
+        d.released(2, l);
+    }
+    let v = d.take_inversions();
+    assert!(v.reported.is_empty(), "{v:?}");
+    assert_eq!(v.suppressed.len(), 1);
+    assert_eq!(v.suppressed[0].1, Suppressed::GateLock);
+
+    // The same, but one occurrence of an edge without the gate: reported.
+    let d = Diagnostics::with_clock(now);
+    d.set_flags(LOCK_ORDER);
+    start(&d, 1);
+    for (id, s) in [(5, "g.py:1"), (10, "g.py:2"), (20, "g.py:3")] {
+        d.lock_created(id, LockKind::Lock, site(s));
+    }
+    d.entered(1, 5, UNKNOWN_SITE, true, 0);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    for l in [20, 10, 5] {
+        d.released(1, l);
+    }
+    d.entered(1, 10, UNKNOWN_SITE, true, 0); // 10 -> 20 without the gate
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    for l in [20, 10] {
+        d.released(1, l);
+    }
+    d.entered(1, 5, UNKNOWN_SITE, true, 0);
+    d.entered(1, 20, UNKNOWN_SITE, true, 0);
+    d.entered(1, 10, UNKNOWN_SITE, true, 0);
+    let v = d.take_inversions();
+    assert_eq!((v.reported.len(), v.suppressed.len()), (1, 0), "{v:?}");
+
+    // (b) Two sites, objects always taken in increasing address order.
+    for descending_once in [false, true] {
+        let d = Diagnostics::with_clock(now);
+        d.set_flags(LOCK_ORDER);
+        start(&d, 1);
+        // a1 < b1 (a then b), b2 < a2 (b then a): a class cycle a <-> b.
+        let locks = [
+            (1, "a.py:1", 100),
+            (2, "b.py:1", 200),
+            (3, "b.py:1", 300),
+            (4, "a.py:1", 400),
+        ];
+        for (id, s, addr) in locks {
+            d.lock_created(id, LockKind::Lock, site(s));
+            d.cell_of(id).set_addr(addr);
+        }
+        let pairs: &[(LockId, LockId)] = if descending_once {
+            &[(1, 2), (2, 1), (3, 4)]
+        } else {
+            &[(1, 2), (3, 4)]
+        };
+        for &(x, y) in pairs {
+            d.entered(1, x, UNKNOWN_SITE, true, 0);
+            d.entered(1, y, UNKNOWN_SITE, true, 0);
+            d.released(1, y);
+            d.released(1, x);
+        }
+        let v = d.take_inversions();
+        if descending_once {
+            assert_eq!(v.reported.len(), 1, "{v:?}");
+        } else {
+            assert!(v.reported.is_empty(), "{v:?}");
+            assert_eq!(v.suppressed[0].1, Suppressed::IdOrder);
+        }
+    }
 }
