@@ -132,6 +132,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if hang is None:
         hang = _positive(config.getini("rsthread_hang_timeout"), "rsthread_hang_timeout")
     strict = bool(config.getoption("rsthread_strict") or config.getini("rsthread_strict"))
+    # A DeadlockError that ends a worker thread already fails its test with
+    # the report: pytest's unhandled-thread-exception warning would repeat it.
+    config.addinivalue_line(
+        "filterwarnings",
+        r"ignore:(?s)Exception in thread .*rsthread\.diagnostics\.DeadlockError"
+        ":pytest.PytestUnhandledThreadExceptionWarning")
     plugin = RsthreadPlugin(config, hang, strict)
     config.pluginmanager.register(plugin, "rsthread-session")
     plugin.start()
@@ -702,9 +708,10 @@ def _started_by(run: _TestRun) -> list:
 
 
 # Frames of the machinery running a test, left out of reports: pytest,
-# pluggy, the interpreter's start-up, this plugin.
-_MACHINERY = re.compile(r'^\s*File "(?:<frozen runpy>|.*[/\\](?:_pytest|pluggy|pytest|xdist|execnet)[/\\].*|'
-                        + re.escape(__file__) + r')", line \d+, in ')
+# pluggy, the interpreter's start-up, this plugin, a thread's bootstrap.
+_MACHINERY = re.compile(r'^\s*File "(?:(?:<frozen runpy>|.*[/\\](?:_pytest|pluggy|pytest|xdist|execnet)[/\\].*|'
+                        + re.escape(__file__) + r')", line \d+, in |'
+                        r'.*[/\\]threading\.py", line \d+, in (?:_bootstrap|_bootstrap_inner|run)$)')
 
 
 def _trim_frames(text: str) -> str:
