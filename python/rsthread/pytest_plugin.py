@@ -477,9 +477,9 @@ class RsthreadPlugin:
         if hasattr(report, "wasxfail"):
             return  # an expected failure (or an xpass): pytest's verdict stands
         if failing or strict_texts or interrupted:
-            self._fail(report, call, failing, strict_texts, interrupted)
+            self._fail(item, report, call, failing, strict_texts, interrupted)
 
-    def _fail(self, report, call, failing: list[str], strict_texts: list[str], interrupted: bool) -> None:
+    def _fail(self, item, report, call, failing: list[str], strict_texts: list[str], interrupted: bool) -> None:
         from rsthread import DeadlockError
 
         parts = list(failing)
@@ -490,9 +490,10 @@ class RsthreadPlugin:
         if exc is not None and exc.errisinstance(DeadlockError):
             entry = exc.traceback[-1] if exc.traceback else None
             where = f" at {entry.path}:{entry.lineno + 1}" if entry is not None else ""
-            parts.append(f"(the DeadlockError above was raised in the test's thread{where})")
+            parts.append(f"(the test ended with the DeadlockError above{where})")
         elif interrupted:
-            entries = [e for e in exc.traceback if str(e.path) != __file__]
+            entries = ([e for e in exc.traceback if str(e.path) == str(item.path)]
+                       or [e for e in exc.traceback if str(e.path) != __file__])
             where = f" at {entries[-1].path}:{entries[-1].lineno + 1}" if entries else ""
             parts.append(f"(the test's thread was interrupted{where}, to end the test)")
             if not failing:  # a late interruption whose report was attached to another phase
@@ -734,7 +735,8 @@ def _trim_frames(text: str) -> str:
 def _daemonize(t) -> None:
     """Make a started thread a daemon: the interpreter no longer waits for it
     at exit (CPython 3.11's ``threading``: ``_daemonic`` and the set of
-    sentinels ``threading._shutdown`` joins)."""
+    sentinels ``threading._shutdown`` joins; ``concurrent.futures`` joins its
+    workers at exit too)."""
     import threading
 
     with contextlib.suppress(Exception):
@@ -742,3 +744,8 @@ def _daemonize(t) -> None:
         lock = getattr(t, "_tstate_lock", None)
         with threading._shutdown_locks_lock:
             threading._shutdown_locks.discard(lock)
+    pool = sys.modules.get("concurrent.futures.thread")
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            with pool._global_shutdown_lock:
+                pool._threads_queues.pop(t, None)

@@ -255,6 +255,43 @@ def test_hang_behind_sleeping_holder(pytester):
     assert "thread 'HOLDER' started by this test is left behind" in out
 
 
+POOL_HANG = """
+import threading, time
+from concurrent.futures import ThreadPoolExecutor
+
+def test_pool_hang():
+    lock = threading.Lock()
+    ex = ThreadPoolExecutor(2)  # never shut down: the executor joins its workers at exit
+    got = threading.Event()
+    def holder():
+        with lock:
+            got.set()
+            time.sleep(60)  # the holder is stuck here
+    def waiter():
+        got.wait()
+        with lock:
+            return 1
+    ex.submit(holder)
+    assert ex.submit(waiter).result() == 1  # the test waits here
+"""
+
+
+def test_hang_in_executor_workers_session_ends(pytester):
+    """The waiting thread is a pool worker, the test's thread waits on a
+    future: the test fails with the chain, and the process exits although
+    the executor's workers stay blocked (they are left behind)."""
+    pytester.makepyfile(test_pool=POOL_HANG)
+    t0 = time.monotonic()
+    result = run(pytester, "--rsthread", "--rsthread-hang-timeout=1")
+    assert time.monotonic() - t0 < 30
+    result.assert_outcomes(failed=1)
+    text = failure_text(result, "test_pool_hang")
+    assert "rsthread: hang: thread 'ThreadPoolExecutor-0_1' has been waiting" in text
+    assert f"which is running at test_pool.py:{line_of(POOL_HANG, 'holder is stuck')} in holder" in text
+    assert f"interrupted at {pytester.path / 'test_pool.py'}:{line_of(POOL_HANG, 'the test waits here')}" in text
+    assert "'ThreadPoolExecutor-0_0' (from test_pool.py::test_pool_hang)" in result.stdout.str()
+
+
 def test_hang_timeout_from_marker_and_ini(pytester):
     pytester.makepyfile(test_hang=HANG.replace("def test_hang", "@pytest.mark.rsthread(hang_timeout=0.5)\ndef test_hang")
                         .replace("import threading", "import pytest, threading"))
