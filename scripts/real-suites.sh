@@ -85,8 +85,7 @@ for spec in "${suites[@]}"; do
     status=1
   fi
   echo "----- $spec: rsthread reports (full output: $OUT/$name-$ver.on.txt)"
-  sed -n '/^=* rsthread =*$/,/^=* short test summary\|^=* [0-9].* in [0-9.]*s/p' "$OUT/$name-$ver.on.txt" || true
-  grep -n -A3 '^rsthread:' "$OUT/$name-$ver.on.txt" | head -50 || true
+  sed -n '/^=* rsthread =*$/,/^=* short test summary\|^=* [0-9].* in [0-9.]*s/p' "$OUT/$name-$ver.on.txt" | head -150
 done
 cat "$summary"
 exit $status

@@ -62,6 +62,8 @@ ENV_VAR = "RSTHREAD_DIAG"
 # After a deadlock, how long the test's thread may stay blocked before it is
 # interrupted (a worker's DeadlockError usually unblocks it at once).
 DEADLOCK_GRACE = 1.0
+# How long a wait cycle through a plain Lock must last to be a deadlock.
+CONFIRM = 0.5
 # How long the watchdog sleeps between looks.
 POLL = 0.1
 # How long teardown waits for the threads a test started to end before
@@ -161,6 +163,8 @@ class _TestRun:
         self.hung = False
         self.interrupt: str | None = None  # message of a pending interruption
         self.interrupted = False
+        self.in_phase = False  # inside a setup/call/teardown hook
+        self.pending: list[tuple[float, list, str]] = []  # deadlock reports to confirm
 
 
 def _marker_settings(item: pytest.Item, hang: float | None, strict: bool) -> tuple[float | None, bool]:
@@ -194,6 +198,7 @@ class RsthreadPlugin:
         self.summary: dict[str, dict] = {}  # key -> {"section", "text", "tests"}
         self.left_behind: list[str] = []
         self.failed: list[str] = []  # tests failed by a deadlock or hang report
+        self.transient = 0  # wait cycles through plain Locks that resolved (see _on_deadlock)
         self.seen_leaks: set = set()
         self._orig_reporters: dict = {}
         self._prev_diag: dict | None = None
@@ -291,6 +296,14 @@ class RsthreadPlugin:
         err = self._orig_reporters["_report_deadlock"](report, True)  # formats, prints nothing
         text = _trim_frames(str(err))
         run = self.run
+        if run is not None and _needs_confirmation(report):
+            # A cycle through a plain Lock may be no deadlock: a Lock can be
+            # released by a thread that did not acquire it (a reader-writer
+            # lock's readers hand theirs over). Keep waiting; the watchdog
+            # fails the test if the same waits are still there CONFIRM later.
+            waits = [(t["ident"], t["waits_for"]["id"]) for t in report["threads"]]
+            run.pending.append((time.monotonic(), waits, text))
+            return None
         self._record(SECTION_DEADLOCK, text, failing=True)
         if run is not None and run.deadlock_at is None:
             run.deadlock_at = time.monotonic()
@@ -341,8 +354,8 @@ class RsthreadPlugin:
 
     def _on_signal(self, signum, frame) -> None:
         run = self.run
-        if run is None or run.interrupt is None or run.interrupted:
-            return  # late: that test is over
+        if run is None or run.interrupt is None or run.interrupted or not run.in_phase:
+            return  # late: that test (or its phase) is over; never raise inside pytest itself
         run.interrupted = True
         raise HangInterrupt(run.interrupt)
 
@@ -387,11 +400,34 @@ class RsthreadPlugin:
         finally:
             self._stopped.release()
 
+    def _confirm(self, run: _TestRun, now: float, force: bool = False) -> None:
+        """Settle the test's pending deadlock reports (see ``_on_deadlock``):
+        one whose threads all still wait for the same locks, without a break,
+        CONFIRM after the report (or now, with ``force``) is a deadlock."""
+        from rsthread import diagnostics
+
+        due = [p for p in run.pending if force or now - p[0] >= CONFIRM]
+        if not due:
+            return
+        snap = {t["ident"]: t for t in diagnostics.snapshot(stacks=False)["threads"]}
+        for p in due:
+            run.pending.remove(p)
+            t0, waits, text = p
+            still = all(_waits_since(snap.get(ident), lock, now - t0) for ident, lock in waits)
+            if still:
+                self._record(SECTION_DEADLOCK, text, failing=True)
+                if run.deadlock_at is None:
+                    run.deadlock_at = now
+            else:
+                self.transient += 1
+
     def _watch(self, run: _TestRun) -> None:
         import time
 
         from rsthread import diagnostics
 
+        if run.pending:
+            self._confirm(run, time.monotonic())
         if run.deadlock_at is not None:
             if time.monotonic() - run.deadlock_at < DEADLOCK_GRACE:
                 return
@@ -437,22 +473,26 @@ class RsthreadPlugin:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_setup(self, item):
-        self._phase("setup")
-        yield
+        yield from self._phase("setup")
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
-        self._phase("call")
-        yield
+        yield from self._phase("call")
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_teardown(self, item):
-        self._phase("teardown")
-        yield
+        yield from self._phase("teardown")
 
-    def _phase(self, phase: str) -> None:
-        if self.run is not None:
-            self.run.phase = phase
+    def _phase(self, phase: str):
+        run = self.run
+        if run is not None:
+            run.phase = phase
+            run.in_phase = True  # the test's own code runs: it may be interrupted
+        try:
+            yield
+        finally:
+            if run is not None:
+                run.in_phase = False
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
@@ -462,6 +502,9 @@ class RsthreadPlugin:
         if run is None or run.item is not item:
             return
         if call.when == "teardown":
+            import time
+
+            self._confirm(run, time.monotonic(), force=True)
             self._check_threads_and_leaks(run)
         events = [(s, t) for p, s, t in run.events if p == call.when]
         # Deadlocks and hangs are the failure text itself: no section repeats them.
@@ -553,9 +596,12 @@ class RsthreadPlugin:
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         tr = terminalreporter
-        if not (self.summary or self.outside or self.left_behind or self.failed):
+        if not (self.summary or self.outside or self.left_behind or self.failed or self.transient):
             return
         tr.write_sep("=", "rsthread")
+        if self.transient:
+            tr.write_line(f"{self.transient} wait cycle(s) through plain Locks resolved within {CONFIRM:g}s "
+                          "(a Lock released by another thread than its acquirer): not deadlocks, not reported")
         for line in self.failed:  # their reports are their failure texts, above
             tr.write_line(f"failed: {line}")
         counts: dict[str, int] = {}
@@ -577,9 +623,11 @@ class RsthreadPlugin:
             tr.write_line(f"[{section}, outside any test]")
             tr.write_line(text.rstrip("\n"))
         if self.left_behind:
+            n = len(self.left_behind)
+            more = f" and {n - 10} more" if n > 10 else ""
             tr.write_line("")
-            tr.write_line("threads left behind (blocked after a deadlock or hang; made daemon threads so that "
-                          "the interpreter does not wait for them): " + ", ".join(self.left_behind))
+            tr.write_line(f"{n} thread(s) left behind (blocked after a deadlock or hang; made daemon threads so "
+                          "that the interpreter does not wait for them): " + ", ".join(self.left_behind[:10]) + more)
 
 
 # ----- formatting ---------------------------------------------------------------
@@ -609,6 +657,20 @@ def _lock_label(lock: dict) -> str:
     if site == "<unknown>":
         return f"{lock['kind']} #{lock['id']} (created before rsthread was installed)"
     return f"{lock['kind']} #{lock['id']} created at {_short(site)}"
+
+
+def _needs_confirmation(report: dict) -> bool:
+    """A cycle found by the "only these threads could release these locks"
+    rule that goes through a plain Lock (which any thread may release)."""
+    return report.get("rule") != "all-blocked" and any(
+        t["waits_for"].get("kind") == "Lock" for t in report["threads"])
+
+
+def _waits_since(t: dict | None, lock_id: int, seconds: float) -> bool:
+    """Whether snapshot thread ``t`` waits for lock ``lock_id`` and has
+    been waiting for it at least ``seconds`` (so, without a break)."""
+    w = t["waiting"] if t is not None else None
+    return w is not None and w["lock"]["id"] == lock_id and w["waited"] >= seconds - POLL
 
 
 def _hang_worthy(t: dict, timeout: float) -> bool:
