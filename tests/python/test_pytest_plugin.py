@@ -489,8 +489,15 @@ def test_exitfirst_and_last_failed(pytester):
     assert "rsthread: deadlock detected" in failure_text(result, "test_self_deadlock")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("xdist") is None, reason="needs pytest-xdist")
+def require(module: str, package: str) -> None:
+    """Fail (not skip) when a test-only package is missing: it is in the
+    ``test`` extra of pyproject.toml."""
+    if importlib.util.find_spec(module) is None:
+        pytest.fail(f"this test needs {package} (pip install {package}; it is in the 'test' extra)", pytrace=False)
+
+
 def test_xdist_workers_report(pytester):
+    require("xdist", "pytest-xdist")
     pytester.makepyfile(test_pair=PAIR, test_clean=CLEAN, test_inv=INVERSION)
     result = run(pytester, "-p", "xdist", "-n", "2", "--rsthread")
     result.assert_outcomes(failed=1, passed=3)
@@ -501,8 +508,8 @@ def test_xdist_workers_report(pytester):
     assert "taken in inconsistent orders" in out.split("= rsthread =", 1)[1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pytest_timeout") is None, reason="needs pytest-timeout")
 def test_with_pytest_timeout(pytester):
+    require("pytest_timeout", "pytest-timeout")
     pytester.makepyfile(test_hang=HANG)
     # Ours is shorter: the hang report fires first, pytest-timeout never does.
     result = run(pytester, "--rsthread", "--rsthread-hang-timeout=1", "--timeout=20")
