@@ -421,6 +421,44 @@ class RsthreadPlugin:
             else:
                 self.transient += 1
 
+    def _watch_cycles(self, run: _TestRun) -> bool:
+        """Fail the test on a wait cycle of its threads that has lasted
+        CONFIRM. The deadlock rules miss some at the moment they form: "every
+        other thread is blocked" is false while any thread runs (one left
+        behind by an earlier test, sleeping with a lock, say), and a cycle
+        through plain Locks is re-checked (see ``_on_deadlock``)."""
+        from rsthread import diagnostics
+
+        ours = {run.ident} | {t.ident for t in _started_by(run)}
+        for c in diagnostics.wait_chains():
+            end = c["end"]
+            if end["kind"] != "cycle":
+                continue
+            cycle = c["links"][end["start"]:]
+            if any(link["timed"] or link["waited"] < CONFIRM for link in cycle):
+                continue  # a timeout will break it, or too young to tell
+            if len(cycle) == 1 and cycle[0]["lock"]["kind"] == "Lock" and \
+                    "(via threading.py:" in (cycle[0]["lock"].get("site") or ""):
+                continue  # a Condition/Event/queue wait on its own waiter lock
+            if not any(link["ident"] in ours for link in c["links"]) or run is not self.run:
+                continue
+            names = [link["name"] for link in cycle]
+            arrows = " -> ".join(f"{link['name']!r} waits for {_lock_label(link['lock'])}, held by"
+                                 for link in cycle) + f" {names[0]!r}"
+            what = "a thread waits for a lock it holds itself" if len(cycle) == 1 else \
+                f"{len(cycle)} threads, each waiting for a lock held by the next"
+            out = io.StringIO()
+            out.write(f"rsthread: deadlock detected ({what}; a wait cycle that has lasted "
+                      f"{min(link['waited'] for link in cycle):.2f}s)\n  {arrows}\n")
+            diagnostics.dump(out)
+            self._record(SECTION_DEADLOCK, _trim_frames(_drop_thread(out.getvalue(), self._watchdog_ident)),
+                         failing=True)
+            import time
+
+            run.deadlock_at = time.monotonic()
+            return True
+        return False
+
     def _watch(self, run: _TestRun) -> None:
         import time
 
@@ -435,6 +473,8 @@ class RsthreadPlugin:
             me = next((t for t in snap["threads"] if t["ident"] == run.ident), None)
             if me is not None and me["waiting"] is not None and run is self.run:
                 self._interrupt(run, "rsthread: the test's thread was still blocked after a deadlock")
+            return
+        if not run.pending and not run.hung and self._watch_cycles(run):
             return
         if run.hang_timeout is None or run.hung:
             return
@@ -675,16 +715,21 @@ def _waits_since(t: dict | None, lock_id: int, seconds: float) -> bool:
 
 def _hang_worthy(t: dict, timeout: float) -> bool:
     """A lock wait longer than ``timeout`` for a lock held by another thread
-    (or by an exited one): not a join (the joined thread may just be busy)
-    nor a Condition/Event/queue wait (on the waiter's own lock)."""
+    (or by an exited one), or by the waiter itself when the lock is the
+    program's own (a self-deadlock, which the deadlock rules cannot call
+    while another thread runs: one left behind by an earlier test, say).
+    Not a join (the joined thread may just be busy) nor a Condition/Event/
+    queue wait (on a waiter lock that ``threading`` creates: its site says
+    "via threading.py")."""
     w = t["waiting"]
     if w is None or w["waited"] < timeout:
         return False
-    if (w["lock"].get("site") or "").startswith(_SENTINEL_PREFIX):
+    site = w["lock"].get("site") or ""
+    if site.startswith(_SENTINEL_PREFIX):
         return False
     holder = w["holder"]
     if holder is not None and holder["ident"] == t["ident"] and w["lock"]["kind"] == "Lock":
-        return False
+        return "(via threading.py:" not in site
     return holder is not None or bool(w.get("holder_exited"))
 
 

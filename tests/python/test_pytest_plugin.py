@@ -498,12 +498,14 @@ def require(module: str, package: str) -> None:
 
 def test_xdist_workers_report(pytester):
     require("xdist", "pytest-xdist")
-    pytester.makepyfile(test_pair=PAIR, test_clean=CLEAN, test_inv=INVERSION)
-    result = run(pytester, "-p", "xdist", "-n", "2", "--rsthread")
-    result.assert_outcomes(failed=1, passed=3)
+    pytester.makepyfile(test_pair=PAIR, test_clean=CLEAN, test_inv=INVERSION, test_hang=HANG)
+    result = run(pytester, "-p", "xdist", "-n", "2", "--rsthread", "--rsthread-hang-timeout=1")
+    result.assert_outcomes(failed=2, passed=4)
     assert result.ret == 1
     text = failure_text(result, "test_deadlock_pair")
     assert "rsthread: deadlock detected" in text and "Thread 'ONE'" in text
+    text = failure_text(result, "test_hang")
+    assert "held by 'HOLDER'" in text and "time.sleep(30)" in text
     out = result.stdout.str()
     assert "taken in inconsistent orders" in out.split("= rsthread =", 1)[1]
 
@@ -554,3 +556,32 @@ def test_enabled_by_environment(pytester, monkeypatch):
     result = run(pytester)
     result.assert_outcomes(failed=1, passed=1)
     assert "hang timeout 0.8s" in failure_text(result, "test_hang")
+
+
+# ----- the whole story, in one session ----------------------------------------------------
+
+def test_user_suite_end_to_end(pytester):
+    """A user's suite with a deadlocking test, a hanging one, an inversion
+    and ordinary threaded tests: each failure has its report, the others
+    pass, the run ends by itself; --rsthread-strict also fails the
+    inversion."""
+    pytester.makepyfile(test_pair=PAIR, test_hang=HANG, test_inv=INVERSION, test_clean=CLEAN, test_self=SELF)
+    t0 = time.monotonic()
+    result = run(pytester, "--rsthread", "--rsthread-hang-timeout=3")
+    assert time.monotonic() - t0 < 40
+    result.assert_outcomes(failed=3, passed=5)
+    assert result.ret == 1
+    pair = failure_text(result, "test_deadlock_pair")
+    assert pair.lstrip().startswith("rsthread: deadlock detected (2 threads"), pair
+    assert "'ONE'" in pair and "'TWO'" in pair and ", in one" in pair and ", in two" in pair
+    # The hang test left a thread sleeping with a lock held: "every other thread is blocked" is false
+    # from then on, yet the self-deadlock is one.
+    assert failure_text(result, "test_self_deadlock").lstrip().startswith("rsthread: deadlock detected")
+    hang = failure_text(result, "test_hang")
+    assert f"which is running at test_hang.py:{line_of(HANG, 'the holder is stuck here')} in holder" in hang
+    out = result.stdout.str()
+    assert "taken in inconsistent orders" in out.split("= rsthread =", 1)[1]
+    strict = run(pytester, "--rsthread", "--rsthread-hang-timeout=3", "--rsthread-strict", "test_inv.py",
+                 "test_clean.py")
+    strict.assert_outcomes(failed=1, passed=1)
+    assert "lock-order inversion" in failure_text(strict, "test_inversion")
