@@ -64,6 +64,9 @@ ENV_VAR = "RSTHREAD_DIAG"
 DEADLOCK_GRACE = 1.0
 # How long a wait cycle through a plain Lock must last to be a deadlock.
 CONFIRM = 0.5
+# How long a wait cycle seen by the watchdog must last to be a deadlock when
+# it goes through a plain Lock (else CONFIRM).
+CYCLE_PLAIN = 2.0
 # How long the watchdog sleeps between looks.
 POLL = 0.1
 # How long teardown waits for the threads a test started to end before
@@ -422,8 +425,8 @@ class RsthreadPlugin:
                 self.transient += 1
 
     def _watch_cycles(self, run: _TestRun) -> bool:
-        """Fail the test on a wait cycle of its threads that has lasted
-        CONFIRM. The deadlock rules miss some at the moment they form: "every
+        """Fail the test on a wait cycle of two or more of its threads that
+        has lasted CONFIRM (RLocks only) or CYCLE_PLAIN. The deadlock rules miss some at the moment they form: "every
         other thread is blocked" is false while any thread runs (one left
         behind by an earlier test, sleeping with a lock, say), and a cycle
         through plain Locks is re-checked (see ``_on_deadlock``)."""
@@ -435,18 +438,19 @@ class RsthreadPlugin:
             if end["kind"] != "cycle":
                 continue
             cycle = c["links"][end["start"]:]
-            if any(link["timed"] or link["waited"] < CONFIRM for link in cycle):
+            if len(cycle) == 1:
+                continue  # a self-wait on a plain Lock may be a signal: the hang timeout judges those
+            # A plain Lock may be released by a thread outside the cycle (a
+            # hand-off): give such cycles longer than RLock-only ones.
+            least = CONFIRM if all(link["lock"]["kind"] == "RLock" for link in cycle) else CYCLE_PLAIN
+            if any(link["timed"] or link["waited"] < least for link in cycle):
                 continue  # a timeout will break it, or too young to tell
-            if len(cycle) == 1 and cycle[0]["lock"]["kind"] == "Lock" and \
-                    "(via threading.py:" in (cycle[0]["lock"].get("site") or ""):
-                continue  # a Condition/Event/queue wait on its own waiter lock
             if not any(link["ident"] in ours for link in c["links"]) or run is not self.run:
                 continue
             names = [link["name"] for link in cycle]
             arrows = " -> ".join(f"{link['name']!r} waits for {_lock_label(link['lock'])}, held by"
                                  for link in cycle) + f" {names[0]!r}"
-            what = "a thread waits for a lock it holds itself" if len(cycle) == 1 else \
-                f"{len(cycle)} threads, each waiting for a lock held by the next"
+            what = f"{len(cycle)} threads, each waiting for a lock held by the next"
             out = io.StringIO()
             out.write(f"rsthread: deadlock detected ({what}; a wait cycle that has lasted "
                       f"{min(link['waited'] for link in cycle):.2f}s)\n  {arrows}\n")

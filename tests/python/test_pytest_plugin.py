@@ -575,8 +575,10 @@ def test_user_suite_end_to_end(pytester):
     assert pair.lstrip().startswith("rsthread: deadlock detected (2 threads"), pair
     assert "'ONE'" in pair and "'TWO'" in pair and ", in one" in pair and ", in two" in pair
     # The hang test left a thread sleeping with a lock held: "every other thread is blocked" is false
-    # from then on, yet the self-deadlock is one.
-    assert failure_text(result, "test_self_deadlock").lstrip().startswith("rsthread: deadlock detected")
+    # from then on; the self-deadlock is a hang past the timeout.
+    own = failure_text(result, "test_self_deadlock")
+    assert own.lstrip().startswith("rsthread: hang: thread 'MainThread'"), own
+    assert f"test_self.py\", line {line_of(SELF, 'the second acquire')}, in test_self_deadlock" in own
     hang = failure_text(result, "test_hang")
     assert f"which is running at test_hang.py:{line_of(HANG, 'the holder is stuck here')} in holder" in hang
     out = result.stdout.str()
