@@ -47,10 +47,10 @@ counts() {  # the "N passed, M failed ..." summary of a pytest output, without w
 
 status=0
 summary=$OUT/summary.md
-{
+[ -f "$summary" ] || {
   echo "| suite | without --rsthread | with --rsthread | time without | time with |"
   echo "|---|---|---|---|---|"
-} > "$summary"
+} > "$summary"  # appended to across runs: one row per suite and run
 for spec in "${suites[@]}"; do
   name=${spec%%==*}
   ver=${spec##*==}
@@ -85,7 +85,7 @@ for spec in "${suites[@]}"; do
     status=1
   fi
   echo "----- $spec: rsthread reports (full output: $OUT/$name-$ver.on.txt)"
-  sed -n '/^=* rsthread =*$/,/^=* short test summary\|^=* [0-9].* in [0-9.]*s/p' "$OUT/$name-$ver.on.txt" | head -150
+  sed -n '/^=* rsthread =*$/,/^=* short test summary\|^=* [0-9].* in [0-9.]*s/p' "$OUT/$name-$ver.on.txt" | head -150 || true  # (SIGPIPE)
 done
 cat "$summary"
 exit $status
