@@ -28,7 +28,7 @@ if "threading" in sys.modules:
 PYEOF
 # perfetto (+ protobuf): optional at run time (the .pftrace export); the tests
 # parse the exported traces with its official schema.
-.venv/bin/python -m pip install -q --disable-pip-version-check "maturin>=1.9.4,<2" "pytest>=8" "pytest-timeout>=2.3" "mypy>=1.10" "ruff>=0.6" \
+.venv/bin/python -m pip install -q --disable-pip-version-check "maturin>=1.9.4,<2" "pytest>=8" "pytest-timeout>=2.3" "pytest-xdist>=3" "mypy>=1.10" "ruff>=0.6" \
   "perfetto>=0.59" "protobuf"
 # Build the CPython 3.11 wheel and install it (pip builds through maturin).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall .

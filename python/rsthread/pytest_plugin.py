@@ -62,10 +62,10 @@ ENV_VAR = "RSTHREAD_DIAG"
 # After a deadlock, how long the test's thread may stay blocked before it is
 # interrupted (a worker's DeadlockError usually unblocks it at once).
 DEADLOCK_GRACE = 1.0
-# How long a wait cycle through a plain Lock must last to be a deadlock.
+# How long a wait cycle that the deadlock rules did not report (see
+# _watch_cycles) must last for the watchdog to call it a deadlock: RLocks
+# only (CONFIRM), or through a plain Lock (CYCLE_PLAIN).
 CONFIRM = 0.5
-# How long a wait cycle seen by the watchdog must last to be a deadlock when
-# it goes through a plain Lock (else CONFIRM).
 CYCLE_PLAIN = 2.0
 # How long the watchdog sleeps between looks.
 POLL = 0.1
@@ -167,7 +167,6 @@ class _TestRun:
         self.interrupt: str | None = None  # message of a pending interruption
         self.interrupted = False
         self.in_phase = False  # inside a setup/call/teardown hook
-        self.pending: list[tuple[float, list, str]] = []  # deadlock reports to confirm
 
 
 def _marker_settings(item: pytest.Item, hang: float | None, strict: bool) -> tuple[float | None, bool]:
@@ -201,7 +200,6 @@ class RsthreadPlugin:
         self.summary: dict[str, dict] = {}  # key -> {"section", "text", "tests"}
         self.left_behind: list[str] = []
         self.failed: list[str] = []  # tests failed by a deadlock or hang report
-        self.transient = 0  # wait cycles through plain Locks that resolved (see _on_deadlock)
         self.seen_leaks: set = set()
         self._orig_reporters: dict = {}
         self._prev_diag: dict | None = None
@@ -299,14 +297,6 @@ class RsthreadPlugin:
         err = self._orig_reporters["_report_deadlock"](report, True)  # formats, prints nothing
         text = _trim_frames(str(err))
         run = self.run
-        if run is not None and _needs_confirmation(report):
-            # A cycle through a plain Lock may be no deadlock: a Lock can be
-            # released by a thread that did not acquire it (a reader-writer
-            # lock's readers hand theirs over). Keep waiting; the watchdog
-            # fails the test if the same waits are still there CONFIRM later.
-            waits = [(t["ident"], t["waits_for"]["id"]) for t in report["threads"]]
-            run.pending.append((time.monotonic(), waits, text))
-            return None
         self._record(SECTION_DEADLOCK, text, failing=True)
         if run is not None and run.deadlock_at is None:
             run.deadlock_at = time.monotonic()
@@ -403,27 +393,6 @@ class RsthreadPlugin:
         finally:
             self._stopped.release()
 
-    def _confirm(self, run: _TestRun, now: float, force: bool = False) -> None:
-        """Settle the test's pending deadlock reports (see ``_on_deadlock``):
-        one whose threads all still wait for the same locks, without a break,
-        CONFIRM after the report (or now, with ``force``) is a deadlock."""
-        from rsthread import diagnostics
-
-        due = [p for p in run.pending if force or now - p[0] >= CONFIRM]
-        if not due:
-            return
-        snap = {t["ident"]: t for t in diagnostics.snapshot(stacks=False)["threads"]}
-        for p in due:
-            run.pending.remove(p)
-            t0, waits, text = p
-            still = all(_waits_since(snap.get(ident), lock, now - t0) for ident, lock in waits)
-            if still:
-                self._record(SECTION_DEADLOCK, text, failing=True)
-                if run.deadlock_at is None:
-                    run.deadlock_at = now
-            else:
-                self.transient += 1
-
     def _watch_cycles(self, run: _TestRun) -> bool:
         """Fail the test on a wait cycle of two or more of its threads that
         has lasted CONFIRM (RLocks only) or CYCLE_PLAIN. The deadlock rules miss some at the moment they form: "every
@@ -468,8 +437,6 @@ class RsthreadPlugin:
 
         from rsthread import diagnostics
 
-        if run.pending:
-            self._confirm(run, time.monotonic())
         if run.deadlock_at is not None:
             if time.monotonic() - run.deadlock_at < DEADLOCK_GRACE:
                 return
@@ -478,7 +445,7 @@ class RsthreadPlugin:
             if me is not None and me["waiting"] is not None and run is self.run:
                 self._interrupt(run, "rsthread: the test's thread was still blocked after a deadlock")
             return
-        if not run.pending and not run.hung and self._watch_cycles(run):
+        if not run.hung and self._watch_cycles(run):
             return
         if run.hang_timeout is None or run.hung:
             return
@@ -545,10 +512,14 @@ class RsthreadPlugin:
         run = self.run
         if run is None or run.item is not item:
             return
-        if call.when == "teardown":
-            import time
+        # Lock-order inversions are judged with the evidence gathered so far
+        # (rsthread.diagnostics reports them at exit by default): judge them
+        # at the end of each phase, so that each lands in the test that
+        # revealed it.
+        from rsthread import diagnostics
 
-            self._confirm(run, time.monotonic(), force=True)
+        diagnostics.check_inversions()
+        if call.when == "teardown":
             self._check_threads_and_leaks(run)
         events = [(s, t) for p, s, t in run.events if p == call.when]
         # Deadlocks and hangs are the failure text itself: no section repeats them.
@@ -640,12 +611,9 @@ class RsthreadPlugin:
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         tr = terminalreporter
-        if not (self.summary or self.outside or self.left_behind or self.failed or self.transient):
+        if not (self.summary or self.outside or self.left_behind or self.failed):
             return
         tr.write_sep("=", "rsthread")
-        if self.transient:
-            tr.write_line(f"{self.transient} wait cycle(s) through plain Locks resolved within {CONFIRM:g}s "
-                          "(a Lock released by another thread than its acquirer): not deadlocks, not reported")
         for line in self.failed:  # their reports are their failure texts, above
             tr.write_line(f"failed: {line}")
         counts: dict[str, int] = {}
@@ -701,20 +669,6 @@ def _lock_label(lock: dict) -> str:
     if site == "<unknown>":
         return f"{lock['kind']} #{lock['id']} (created before rsthread was installed)"
     return f"{lock['kind']} #{lock['id']} created at {_short(site)}"
-
-
-def _needs_confirmation(report: dict) -> bool:
-    """A cycle found by the "only these threads could release these locks"
-    rule that goes through a plain Lock (which any thread may release)."""
-    return report.get("rule") != "all-blocked" and any(
-        t["waits_for"].get("kind") == "Lock" for t in report["threads"])
-
-
-def _waits_since(t: dict | None, lock_id: int, seconds: float) -> bool:
-    """Whether snapshot thread ``t`` waits for lock ``lock_id`` and has
-    been waiting for it at least ``seconds`` (so, without a break)."""
-    w = t["waiting"] if t is not None else None
-    return w is not None and w["lock"]["id"] == lock_id and w["waited"] >= seconds - POLL
 
 
 def _hang_worthy(t: dict, timeout: float) -> bool:
