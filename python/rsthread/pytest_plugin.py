@@ -693,9 +693,10 @@ def _hang_worthy(t: dict, timeout: float) -> bool:
 
 def _format_inversion(inv: dict) -> str:
     """An inversion: a first line naming the lock sites in order (its key
-    in the summary), then each edge with its thread, and the stack of the
-    acquire that closed the cycle (this thread's)."""
-    import traceback
+    in the summary), then rsthread.diagnostics' own text of each edge: its
+    thread, the sites, and the Python stack where the edge was first seen
+    (so both code paths show)."""
+    from rsthread import diagnostics
 
     edges = inv["edges"]
     if inv.get("same_class"):
@@ -703,23 +704,8 @@ def _format_inversion(inv: dict) -> str:
     else:
         what = "locks created at " + " -> ".join(_short(e["from"]) for e in edges) + " -> " + \
             _short(edges[0]["from"]) + " taken in a cycle of orders"
-    lines = [f"rsthread: lock-order inversion (potential deadlock): {what}"]
-    for e in edges:
-        t = e["thread"]
-        name = t.get("name") or f"Thread {t['ident']:#x}"
-        lines.append(f"  thread {name!r} held lock #{e['from_lock']} (created at {_short(e['from'])}), "
-                     f"acquired at {_short(e['held_site'])},")
-        lines.append(f"    then acquired lock #{e['to_lock']} (created at {_short(e['to'])}) "
-                     f"at {_short(e['acquire_site'])}")
-    stack = [f for f in traceback.extract_stack() if f.filename != __file__
-             and not f.filename.endswith(("rsthread/diagnostics.py", "threading.py"))]
-    if stack:
-        lines.append("  stack of the acquire that closed the cycle (most recent call last):")
-        text = _trim_frames("".join(traceback.format_list(stack)))
-        lines += ["  " + x for x in text.rstrip("\n").split("\n")]
-    lines.append("  Threads running these paths at the same time can deadlock: take the locks in one "
-                 "global order.")
-    return "\n".join(lines) + "\n"
+    body = diagnostics._format_inversion(inv).split("\n", 1)[1]  # its own first line says less
+    return f"rsthread: lock-order inversion (potential deadlock): {what}\n" + _trim_frames(body)
 
 
 def _format_left_running(t, frames: dict, snap: dict, stuck: bool) -> str:
