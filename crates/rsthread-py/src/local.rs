@@ -24,7 +24,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::capi;
 use crate::errors::tp_name;
 
 /// Ids for tokens (threads) and locals; never reused.
@@ -239,7 +238,7 @@ impl PyLocal {
         // SAFETY: attached; all three pointers are live; returns a new
         // reference or NULL with an exception set.
         let r = unsafe {
-            capi::_PyObject_GenericGetAttrWithDict(slf.as_ptr(), name.as_ptr(), ldict.as_ptr(), 0)
+            crate::cpython::getattr_with_dict(slf.as_ptr(), name.as_ptr(), ldict.as_ptr())
         };
         if r.is_null() {
             let e = PyErr::fetch(py);
@@ -320,7 +319,7 @@ impl PyLocal {
         // SAFETY: attached; live pointers (value may be NULL for delete);
         // returns -1 with an exception set on failure.
         if unsafe {
-            capi::_PyObject_GenericSetAttrWithDict(slf.as_ptr(), name.as_ptr(), v, ldict.as_ptr())
+            crate::cpython::setattr_with_dict(slf.as_ptr(), name.as_ptr(), v, ldict.as_ptr())
         } < 0
         {
             return Err(PyErr::fetch(py));
