@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os as _os
 import sys as _sys
-import sysconfig as _sysconfig
 
 #: The CPython versions rsthread is built and tested for (each has its own
 #: ``_thread`` surface; see docs/versions.md).
@@ -20,7 +19,9 @@ def _check_interpreter() -> None:
     an interpreter rsthread was not tested on."""
     if _sys.implementation.name != "cpython":
         raise ImportError(f"rsthread supports CPython only, not {_sys.implementation.name}")
-    if _sysconfig.get_config_var("Py_GIL_DISABLED"):
+    # (Not sysconfig: from 3.13 it imports threading, which must not happen
+    # before install().) A free-threaded build's ABI flags carry a "t".
+    if "t" in getattr(_sys, "abiflags", ""):
         raise ImportError(
             "rsthread does not support free-threaded (--disable-gil) CPython builds: "
             "its locks rely on the GIL for the state they share with Python objects"

@@ -36,9 +36,14 @@ pub(crate) struct Shared {
     state: AtomicU8,
     /// Held from start until the thread is done; `join` waits on it.
     running: RawLock,
-    /// Process that registered this handle for `_shutdown` (a child after
-    /// `fork` must not wait for its parent's threads).
-    pid: u32,
+    /// Process the thread was started in. After `fork` only the forking
+    /// thread exists in the child: a handle of another thread of the parent
+    /// reads as done there (stock marks them done in `PyOS_AfterFork_Child`).
+    pid: std::sync::atomic::AtomicU32,
+    /// With diagnostics on: a lock the thread holds while it runs, so that a
+    /// `join()` shows in the wait-for graph as waiting for the thread (what
+    /// 3.12's `_set_sentinel` lock gives the diagnostics).
+    sentinel: std::sync::OnceLock<Py<crate::lock::PyLock>>,
 }
 
 impl Shared {
@@ -47,7 +52,8 @@ impl Shared {
             ident: AtomicU64::new(ident),
             state: AtomicU8::new(state),
             running: RawLock::new(),
-            pid: std::process::id(),
+            pid: std::sync::atomic::AtomicU32::new(std::process::id()),
+            sentinel: std::sync::OnceLock::new(),
         };
         if state == RUNNING {
             s.running.try_acquire();
@@ -71,6 +77,18 @@ impl Shared {
         self.state.load(Ordering::Acquire)
     }
 
+    /// A thread of the parent process, seen in a child after `fork`.
+    fn orphaned(&self) -> bool {
+        // Relaxed: written before the thread starts (with the GIL held).
+        self.pid.load(Ordering::Relaxed) != std::process::id() && self.ident() != ident::current()
+    }
+
+    /// `is_done()`: the thread finished, or is gone with a `fork`.
+    fn done(&self) -> bool {
+        let st = self.state();
+        st == DONE || (st != NOT_STARTED && self.orphaned())
+    }
+
     fn ident(&self) -> u64 {
         // Relaxed: written once, before the handle's thread runs Python code
         // and before `start_joinable_thread` returns (both with the GIL).
@@ -90,6 +108,10 @@ fn shutdown_list() -> std::sync::MutexGuard<'static, Vec<Arc<Shared>>> {
 /// Called by a thread started with a handle, after its thread state was
 /// deleted (no GIL): done, and no longer waited for by `_shutdown`.
 pub(crate) fn thread_finished(shared: Arc<Shared>) {
+    if let Some(l) = shared.sentinel.get() {
+        crate::diag::sentinel_release(l.get());
+        let _ = l.get().raw.release();
+    }
     shutdown_list().retain(|s| !Arc::ptr_eq(s, &shared));
     shared.set_done();
 }
@@ -98,6 +120,14 @@ pub(crate) fn thread_finished(shared: Arc<Shared>) {
 pub(crate) fn thread_started(shared: &Shared) {
     // Relaxed: the parent stores the same value; see `Shared::ident`.
     shared.ident.store(ident::current(), Ordering::Relaxed);
+}
+
+/// Called in the new thread once attached (diagnostics on): take the
+/// sentinel, so that the diagnostics see this thread as its holder.
+pub(crate) fn thread_attached(py: Python<'_>, shared: &Shared) {
+    if let Some(l) = shared.sentinel.get() {
+        let _ = l.get().acquire_ns(py, 0);
+    }
 }
 
 /// Handle for a thread of execution.
@@ -148,11 +178,20 @@ impl PyThreadHandle {
         if state != DONE && sh.ident() == ident::current() {
             return Err(PyRuntimeError::new_err("Cannot join current thread"));
         }
-        if state == DONE {
+        if sh.done() {
             return Ok(());
         }
         if ns < 0 {
             ns = UNSET_TIMEOUT;
+        }
+        if let Some(l) = sh.sentinel.get() {
+            // Diagnostics on: wait where the wait-for graph sees it (a
+            // deadlock through `join` is reported like any other).
+            if l.get().acquire_ns(py, ns)? {
+                crate::diag::lock_release(l.get())?;
+            } else {
+                return Ok(());
+            }
         }
         let got = if ns == 0 {
             sh.running.try_acquire()
@@ -168,12 +207,16 @@ impl PyThreadHandle {
 
     #[pyo3(text_signature = None)]
     fn is_done(&self) -> bool {
-        self.shared.state() == DONE
+        self.shared.done()
     }
 
     #[pyo3(text_signature = None)]
-    fn _set_done(&self) {
+    fn _set_done(&self) -> PyResult<()> {
+        if self.shared.state() == NOT_STARTED {
+            return Err(PyRuntimeError::new_err("thread not started"));
+        }
         self.shared.set_done();
+        Ok(())
     }
 
     fn __repr__(&self) -> String {
@@ -220,7 +263,7 @@ pub fn _shutdown(py: Python<'_>) -> PyResult<()> {
     loop {
         let next = shutdown_list()
             .iter()
-            .find(|s| s.pid == pid && s.ident() != me && s.state() != DONE)
+            .find(|s| s.pid.load(Ordering::Relaxed) == pid && s.ident() != me && !s.done())
             .cloned();
         let Some(s) = next else { break };
         if acquire_timed(py, UNSET_TIMEOUT, |d| s.running.acquire(d))? {
@@ -291,6 +334,13 @@ pub fn start_joinable_thread<'py>(
         return Err(PyRuntimeError::new_err("thread already started"));
     }
     sh.running.try_acquire();
+    if rsthread_core::diag::flags() != 0 && sh.sentinel.get().is_none() {
+        let l = crate::lock::PyLock::new_unlocked();
+        crate::diag::sentinel_created(py, &l);
+        let _ = sh.sentinel.set(Py::new(py, l)?);
+    }
+    // Relaxed: published to the new thread by its creation.
+    sh.pid.store(std::process::id(), Ordering::Relaxed);
     if !daemon {
         shutdown_list().push(sh.clone());
     }

@@ -63,9 +63,17 @@ pub(crate) fn main_thread_ident() -> u64 {
     MAIN_IDENT.load(Ordering::Relaxed)
 }
 
+/// `pthread_atfork` child handler: the forking thread is now the main one.
+extern "C" fn main_after_fork() {
+    // Relaxed: the child has a single thread at this point.
+    MAIN_IDENT.store(ident::current(), Ordering::Relaxed);
+}
+
 /// Module init: check the thread-state layout and create the slot key.
 pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
     cpython::tstate::init(py);
+    #[cfg(Py_3_14)]
+    let _ = stack_min(py);
     let main = if cpython::is_main_thread(py) {
         ident::current()
     } else {
@@ -81,7 +89,13 @@ pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
             .unwrap_or(0)
     };
     // Relaxed: see `main_thread_ident`.
-    MAIN_IDENT.store(main, Ordering::Relaxed);
+    if MAIN_IDENT.swap(main, Ordering::Relaxed) == 0 {
+        // First import: after `fork` the forking thread is the child's main
+        // thread (stock updates the runtime's main thread the same way).
+        // SAFETY: registers a handler that only stores an atomic; no
+        // allocation, no lock.
+        unsafe { libc::pthread_atfork(None, None, Some(main_after_fork)) };
+    }
     // Relaxed: written once here, at import, before any thread is started
     // (thread creation publishes it to the new threads).
     if SLOT_KEY.load(Ordering::Relaxed) == 0 {
@@ -149,6 +163,9 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
         if rsthread_core::diag::flags() != 0 {
             let py = Python::assume_attached();
             crate::diag::thread_begin(py, Bound::from_borrowed_ptr(py, boot.func).as_any());
+            if !boot.handle.is_null() {
+                crate::handle::thread_attached(py, &*boot.handle);
+            }
         }
         let r = capi::PyObject_Call_unwind(boot.func, boot.args, boot.kwargs);
         if r.is_null() {
@@ -536,10 +553,41 @@ pub fn stack_size(
     {
         return Err(PyErr::fetch(py));
     }
+    #[cfg(Py_3_14)]
+    if size != 0 {
+        // 3.14+ checks one lower bound (the interpreter's own stack needs),
+        // negative sizes included.
+        if let Some(min) = stack_min(py) {
+            if size < min as ffi::Py_ssize_t {
+                return Err(PyValueError::new_err(format!(
+                    "size must be at least {min} bytes"
+                )));
+            }
+        }
+    }
     if size < 0 {
         return Err(PyValueError::new_err("size must be 0 or a positive value"));
     }
     core_thread::set_stack_size(size as usize).map_err(errors::stack_size)
+}
+
+/// 3.14+: the smallest stack size stock accepts, read once from stock's own
+/// refusal of a 1-byte size (it depends on the build's stack margins).
+#[cfg(Py_3_14)]
+fn stack_min(py: Python<'_>) -> Option<usize> {
+    static MIN: pyo3::sync::PyOnceLock<Option<usize>> = pyo3::sync::PyOnceLock::new();
+    *MIN.get_or_init(py, || {
+        let stock = py.import("_thread").ok()?;
+        if stock.hasattr("__file__").ok()? {
+            return None; // ours, not the interpreter's
+        }
+        let e = stock.getattr("stack_size").ok()?.call1((1,)).err()?;
+        let msg = e.value(py).str().ok()?.to_string();
+        msg.strip_prefix("size must be at least ")?
+            .strip_suffix(" bytes")?
+            .parse()
+            .ok()
+    })
 }
 
 /// interrupt_main(signum=signal.SIGINT, /)
