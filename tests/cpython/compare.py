@@ -137,6 +137,8 @@ def main() -> int:
     name = "RESULTS-diag.md" if diag else ("RESULTS-everywhere.md" if everywhere else "RESULTS.md")
     if "--full" in sys.argv or VERSION != "3.11":
         name = name.replace(".md", f"-{VERSION}.md")
+    elif args:  # a chosen list: keep the default run's table
+        name = name.replace(".md", "-" + "-".join(a.removeprefix("test_") for a in args) + ".md")
     with open(os.path.join(HERE, name), "w") as f:
         f.write(text)
     return 0 if ok else 1
