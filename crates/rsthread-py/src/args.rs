@@ -278,7 +278,17 @@ pub fn parse_restore_state(args: &Bound<'_, PyTuple>) -> PyResult<(u64, u64)> {
         )
     };
     if ok == 0 {
-        return Err(PyErr::fetch(args.py()));
+        let e = PyErr::fetch(args.py());
+        // 3.15 parses the one argument itself: its message has no number.
+        if cfg!(Py_3_15) && e.is_instance_of::<PyTypeError>(args.py()) {
+            let msg = e.value(args.py()).str()?.to_string();
+            if let Some(rest) = msg.strip_prefix("_acquire_restore() argument 1 ") {
+                return Err(PyTypeError::new_err(format!(
+                    "_acquire_restore() argument {rest}"
+                )));
+            }
+        }
+        return Err(e);
     }
     Ok((count as u64, owner as u64))
 }

@@ -202,7 +202,8 @@ impl PyRLock {
         py: Python<'_>,
         _args: &Bound<'_, PyTuple>,
         _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> Self {
+    ) -> PyResult<Self> {
+        versions::rlock_new_args(_args, _kwargs)?;
         let l = PyRLock {
             raw: RawRLock::new(),
             diag: AtomicU64::new(0),
@@ -210,7 +211,7 @@ impl PyRLock {
         if diag::flags() != 0 {
             crate::diag::lock_created(py, &l.diag, diag::LockKind::RLock);
         }
-        l
+        Ok(l)
     }
 
     /// acquire(blocking=True) -> bool
@@ -602,6 +603,9 @@ mod fast {
         unsafe {
             let py = Python::assume_attached();
             let r = no_kwnames(T::EXIT, kwnames)
+                .and_then(|()| {
+                    super::versions::exit_arity(ffi::PyVectorcall_NARGS(_nargsf as usize))
+                })
                 .and_then(|()| this::<T>(py, slf).get().release_checked());
             ret(py, r, |()| py_none())
         }
@@ -842,6 +846,37 @@ mod versions {
         // SAFETY: returning a new reference.
         unsafe { ffi::Py_IncRef(o) };
         o
+    }
+
+    /// 3.15+: `__exit__` takes exactly the three exception arguments.
+    #[inline]
+    pub(super) fn exit_arity(nargs: ffi::Py_ssize_t) -> PyResult<()> {
+        if cfg!(Py_3_15) && nargs != 3 {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "__exit__ expected 3 arguments, got {nargs}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// 3.15+: `RLock()` takes no arguments.
+    pub(super) fn rlock_new_args(
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<()> {
+        if cfg!(Py_3_15) {
+            if !args.is_empty() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "RLock() takes no positional arguments",
+                ));
+            }
+            if kwargs.is_some_and(|k| !k.is_empty()) {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "RLock() takes no keyword arguments",
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn install(py: Python<'_>) -> PyResult<()> {

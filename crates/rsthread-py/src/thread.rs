@@ -503,6 +503,7 @@ pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
         let dict = unsafe { Bound::from_borrowed_ptr(py, d) }.cast_into::<PyDict>()?;
         if let Some(old) = dict.get_item(SENTINEL_KEY)? {
             if let Ok(old) = old.cast::<SentinelReleaser>() {
+                // Relaxed: only touched with the GIL held (see `Drop`).
                 old.get().armed.store(false, Ordering::Relaxed);
             }
         }
