@@ -28,9 +28,18 @@ def take(first, second):
         except DeadlockError as e:
             errors.append(e)
 
-t1 = threading.Thread(target=take, args=(a, b), name="ab")
-t2 = threading.Thread(target=take, args=(b, a), name="ba")
-t1.start(); t2.start(); t1.join(); t2.join()
+# The thread that closes the cycle gets the error: one of the two, or the
+# main thread when its join() is the last wait (then the two stay blocked:
+# daemon threads, so that the process can still exit).
+t1 = threading.Thread(target=take, args=(a, b), name="ab", daemon=True)
+t2 = threading.Thread(target=take, args=(b, a), name="ba", daemon=True)
+t1.start(); t2.start()
+for t in (t1, t2):
+    try:
+        t.join()
+    except DeadlockError as e:
+        errors.append(e)
+        break
 assert errors, "no DeadlockError"
 print("DEADLOCK-REPORT-BEGIN")
 print(errors[0])

@@ -310,9 +310,15 @@ impl PyLocal {
         let ldict = Self::ldict(slf)?;
         if Self::is_dict_name(name)? {
             let tp = tp_name(&slf.get_type())?;
-            let n = name.cast::<PyString>()?.to_cow()?.into_owned();
+            // 3.14+ formats the name with %R (any object compares equal
+            // to "__dict__" here); before, with '%U'.
+            let n = if cfg!(Py_3_14) {
+                name.repr()?.to_string()
+            } else {
+                format!("'{}'", name.cast::<PyString>()?.to_cow()?)
+            };
             return Err(PyAttributeError::new_err(format!(
-                "'{tp:.50}' object attribute '{n}' is read-only"
+                "'{tp:.50}' object attribute {n} is read-only"
             )));
         }
         let v = value.map_or(std::ptr::null_mut(), |v| v.as_ptr());

@@ -715,8 +715,9 @@ pub fn set_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<()> {
                 .unwrap_or_default()
         ))
     })?;
-    // Like stock: encode with the filesystem encoding ("replace" errors),
-    // then cut to the limit without splitting a character.
+    // Like stock: encode with the filesystem encoding ("replace" errors);
+    // the C string ends at the first NUL; cut to the limit in bytes (a
+    // character cut in two reads back through `os.fsdecode` as escapes).
     let enc: String = py
         .import("sys")?
         .getattr("getfilesystemencoding")?
@@ -725,16 +726,8 @@ pub fn set_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<()> {
     let bytes: Vec<u8> = name
         .call_method1("encode", (enc.as_str(), "replace"))?
         .extract()?;
-    let mut cut = bytes.len().min(NAME_MAXLEN);
-    if enc.eq_ignore_ascii_case("utf-8") {
-        while cut > 0 && cut < bytes.len() && (bytes[cut] & 0xC0) == 0x80 {
-            cut -= 1;
-        }
-    }
-    let mut buf = bytes[..cut].to_vec();
-    if buf.contains(&0) {
-        return Err(PyValueError::new_err("embedded null character"));
-    }
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let mut buf = bytes[..end.min(NAME_MAXLEN)].to_vec();
     buf.push(0);
     // SAFETY: `buf` is NUL-terminated and at most 16 bytes; the calling
     // thread's own handle.
