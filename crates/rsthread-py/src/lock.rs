@@ -197,13 +197,18 @@ impl Drop for PyRLock {
 #[pymethods]
 impl PyRLock {
     #[new]
+    #[classmethod]
     #[pyo3(signature = (*_args, **_kwargs), text_signature = None)]
     fn __new__(
-        py: Python<'_>,
+        cls: &Bound<'_, pyo3::types::PyType>,
         _args: &Bound<'_, PyTuple>,
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        versions::rlock_new_args(_args, _kwargs)?;
+        let py = cls.py();
+        // 3.15: `RLock()` itself takes no arguments (subclasses may).
+        if cls.is(py.get_type::<PyRLock>()) {
+            versions::rlock_new_args(_args, _kwargs)?;
+        }
         let l = PyRLock {
             raw: RawRLock::new(),
             diag: AtomicU64::new(0),
