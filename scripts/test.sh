@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh) and run every test: Rust unit and integration
 # tests, loom model checking, pytest, stub check, and CPython's own threading
-# suites on stock _thread and on rsthread side by side.
+# suites on stock _thread and on rsthread side by side; then the same on
+# CPython 3.12-3.15 (scripts/versions.sh: one summary line per version).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || { echo "test: setup failed"; echo "tests: 0 passed, 1 failed"; exit 1; }
@@ -28,6 +29,13 @@ stage valgrind scripts/valgrind.sh
 stage cpython-suites .venv/bin/python tests/cpython/compare.py
 stage cpython-suites-everywhere .venv/bin/python tests/cpython/compare.py --everywhere
 stage cpython-suites-diag .venv/bin/python tests/cpython/compare.py --diag test_thread test_threading test_threading_local
+# Issue 16's list beyond the threading suites, and the diagnostics smoke run,
+# on the host's 3.11 as on every other version.
+stage cpython-suites-extra .venv/bin/python tests/cpython/compare.py test_queue test_threadedtempfile test_sched test_logging
+stage deadlock-smoke .venv/bin/python scripts/deadlock_smoke.py
+# 3.12 and 3.13 (pyenv), 3.13, 3.14, 3.15 (Debian's builds, in a cached
+# Debian root): build, pytest, CPython's suites, diagnostics smoke each.
+stage versions scripts/versions.sh
 
 echo
 [ ${#failures[@]} -gt 0 ] && echo "failed stages: ${failures[*]}"

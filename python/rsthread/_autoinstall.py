@@ -12,7 +12,11 @@ if os.environ.get("RSTHREAD", "") != "0":
 
         rsthread.install()  # rsthread/__init__ applies RSTHREAD_DIAG itself
     except ImportError as exc:
-        if "subinterpreter" not in str(exc):  # subinterpreters stay stock, silently
-            print(f"rsthread: automatic install failed: {exc!r}", file=sys.stderr)
+        # Subinterpreters stay stock, silently. An unsupported interpreter
+        # (untested version, free-threaded build) warns once per process
+        # tree: children inherit RSTHREAD, and the marker, and stay quiet.
+        if "subinterpreter" not in str(exc) and not os.environ.get("_RSTHREAD_WARNED"):
+            os.environ["_RSTHREAD_WARNED"] = "1"
+            print(f"rsthread: not installed, stock threading stays in place: {exc}", file=sys.stderr)
     except Exception as exc:  # never break interpreter start-up
         print(f"rsthread: automatic install failed: {exc!r}", file=sys.stderr)

@@ -10,11 +10,14 @@ call corrupts nothing).
 
 Rows that carry a literal expectation pin the stock behaviour as well, so a
 change in stock CPython would be noticed (the "stock" parametrization checks
-the literal against the real stock module).
+the literal against the real stock module). The literals are CPython 3.11's:
+on other versions only the running version's stock gives the expectation,
+and a row for a name that version's stock lacks is skipped (reported).
 """
 import _thread as STOCK
 import math
 import signal
+import sys
 import threading
 
 import pytest
@@ -826,10 +829,15 @@ for _r in ROWS:
 def test_table(thread_mod, r):
     expected, exp_before, exp_after, fired = run_row(r, STOCK)
     assert not fired, "stock blocked on a held lock?!"
+    if (expected[0] == "raise" and expected[1] is AttributeError
+            and str(expected[2]).startswith("module '_thread' has no attribute")):
+        pytest.skip(f"not in CPython {sys.version_info[0]}.{sys.version_info[1]}'s _thread")
 
     # 1. stock itself must match the literal we wrote down (catches a change
-    #    in stock CPython, and proves every literal below is real).
-    if r.literal is OK:
+    #    in stock CPython, and proves every literal below is real). 3.11 only.
+    if sys.version_info[:2] != (3, 11):
+        pass
+    elif r.literal is OK:
         assert expected[0] == "ok", f"stock unexpectedly raised: {expected}"
     elif r.literal is not None:
         assert expected[0] == "raise", f"stock unexpectedly returned: {expected}"

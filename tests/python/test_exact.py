@@ -1,5 +1,6 @@
 """Exact-behaviour tests: names, docs, signatures, reprs and semantics of
-``_thread`` must match stock CPython 3.11.  Every test runs on both "stock"
+``_thread`` must match the running interpreter's stock module (3.11 to 3.15;
+the name lists below follow each version's additions and removals).  Every test runs on both "stock"
 (proving the expectation) and "rsthread" via the ``thread_mod`` fixture.
 """
 import _thread as STOCK
@@ -89,6 +90,16 @@ STOCK_LOCK_NAMES = ["_at_fork_reinit", "acquire", "acquire_lock", "locked", "loc
                     "release", "release_lock", "__enter__", "__exit__"]
 STOCK_RLOCK_NAMES = ["_acquire_restore", "_at_fork_reinit", "_is_owned", "_recursion_count",
                      "_release_save", "acquire", "release", "__enter__", "__exit__"]
+# What each version changed (3.11's lists above are the base).
+if sys.version_info >= (3, 12):
+    STOCK_MODULE_NAMES += ["daemon_threads_allowed", "_is_main_interpreter"]
+if sys.version_info >= (3, 13):
+    STOCK_MODULE_NAMES.remove("_set_sentinel")
+    STOCK_MODULE_NAMES += ["start_joinable_thread", "_ThreadHandle", "_make_thread_handle",
+                           "_shutdown", "_get_main_thread_ident", "lock"]
+if sys.version_info >= (3, 14):
+    STOCK_MODULE_NAMES += ["set_name", "_get_name", "_NAME_MAXLEN"]
+    STOCK_RLOCK_NAMES += ["locked"]
 
 
 def _public_and_private(names):

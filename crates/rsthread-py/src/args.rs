@@ -1,13 +1,79 @@
-//! Argument conversion with CPython 3.11's exact errors.
+//! Argument conversion with the running CPython's exact errors.
 //!
-//! `_thread` parses with `PyArg_ParseTupleAndKeywords` and converts timeouts
-//! with `_PyTime_FromSecondsObject`; the messages users see come from those
-//! layers, so they are reproduced here rather than PyO3's own.
+//! `_thread` parses with `PyArg_ParseTupleAndKeywords` (3.11, 3.12) or
+//! Argument Clinic (3.13+) and converts timeouts with CPython's time layer
+//! (`_PyTime_FromSecondsObject`); the messages users see come from those
+//! layers, so they are reproduced here rather than PyO3's own. The time
+//! layer's overflow messages changed within 3.13's patch releases, so they
+//! are read from the stock module at import ([`init`]).
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
+
+/// The time layer's overflow messages: (float out of range, int too large).
+static OVERFLOW_MSGS: PyOnceLock<(String, String)> = PyOnceLock::new();
+
+/// This version's defaults for [`OVERFLOW_MSGS`] (the latest patch release's).
+const fn default_overflow_msgs() -> (&'static str, &'static str) {
+    if cfg!(Py_3_13) {
+        (
+            "timestamp out of range for C PyTime_t",
+            "timestamp out of range for C PyTime_t",
+        )
+    } else {
+        (
+            "timestamp out of range for platform time_t",
+            "timestamp too large to convert to C _PyTime_t",
+        )
+    }
+}
+
+/// Read the time layer's overflow messages from the stock `_thread` of the
+/// running interpreter (its lock's `acquire` reports them unchanged).
+pub(crate) fn init(py: Python<'_>) {
+    let probe = |t: Bound<'_, PyAny>| -> Option<String> {
+        let stock = py.import("_thread").ok()?;
+        // Only the interpreter's own module (ours has the same name).
+        if stock.hasattr("__file__").ok()? {
+            return None;
+        }
+        let lock = stock.getattr("allocate_lock").ok()?.call0().ok()?;
+        let kw = PyDict::new(py);
+        kw.set_item("timeout", t).ok()?;
+        match lock.call_method("acquire", (), Some(&kw)) {
+            Err(e) if e.is_instance_of::<PyOverflowError>(py) => {
+                e.value(py).str().ok().map(|s| s.to_string())
+            }
+            _ => None,
+        }
+    };
+    let (df, di) = default_overflow_msgs();
+    let f = probe(PyFloat::new(py, 1e300).into_any()).unwrap_or_else(|| df.to_owned());
+    let big = py.eval(c"10**30", None, None).ok();
+    let i = big.and_then(probe).unwrap_or_else(|| di.to_owned());
+    let _ = OVERFLOW_MSGS.set(py, (f, i));
+}
+
+fn overflow_msgs(py: Python<'_>) -> &(String, String) {
+    OVERFLOW_MSGS.get_or_init(py, || {
+        let (f, i) = default_overflow_msgs();
+        (f.to_owned(), i.to_owned())
+    })
+}
+
+/// `%T` of CPython's error messages: the type's fully qualified name
+/// (without the `builtins` or `__main__` module).
+fn fully_qualified_name(obj: &Bound<'_, PyAny>) -> String {
+    let tp = obj.get_type();
+    let qual = tp.qualname().map(|q| q.to_string()).unwrap_or_default();
+    match tp.module().map(|m| m.to_string()) {
+        Ok(m) if m != "builtins" && m != "__main__" => format!("{m}.{qual}"),
+        _ => qual,
+    }
+}
 
 /// `-1` second in nanoseconds: "no timeout" (CPython's `unset_timeout`).
 pub const UNSET_TIMEOUT: i64 = -1_000_000_000;
@@ -48,35 +114,63 @@ fn round_timeout(x: f64) -> f64 {
 
 /// `_PyTime_FromSecondsObject(obj, _PyTime_ROUND_TIMEOUT)`: seconds -> ns.
 pub fn seconds_to_ns(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let py = obj.py();
     if let Ok(f) = obj.cast::<PyFloat>() {
-        let d = f.value();
-        if d.is_nan() {
-            return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
+        return float_seconds_to_ns(py, f.value());
+    }
+    // SAFETY: a valid object; a type-slot check only.
+    let is_index = unsafe { ffi::PyIndex_Check(obj.as_ptr()) } != 0;
+    if !is_index {
+        // 3.15 takes any real number (`__float__`); 3.14 names both kinds.
+        if cfg!(Py_3_15) {
+            // SAFETY: valid object, attached; -1.0 with an exception on failure.
+            let d = unsafe { ffi::PyFloat_AsDouble(obj.as_ptr()) };
+            if d == -1.0 {
+                if let Some(e) = PyErr::take(py) {
+                    if e.is_instance_of::<PyTypeError>(py) {
+                        return Err(PyTypeError::new_err(format!(
+                            "must be real number, not {}",
+                            fully_qualified_name(obj)
+                        )));
+                    }
+                    return Err(e);
+                }
+            }
+            return float_seconds_to_ns(py, d);
         }
-        let ns = round_timeout(d * 1e9);
-        // _Py_InIntegralTypeRange(_PyTime_t, d), compared in double precision.
-        if !(ns >= i64::MIN as f64 && ns <= i64::MAX as f64) {
-            return Err(PyOverflowError::new_err(
-                "timestamp out of range for platform time_t",
-            ));
+        if cfg!(Py_3_14) {
+            return Err(PyTypeError::new_err(format!(
+                "'{}' object cannot be interpreted as an integer or float",
+                fully_qualified_name(obj)
+            )));
         }
-        // `as` saturates at the single value (2^63) the double check lets through.
-        return Ok(ns as i64);
     }
     // SAFETY: valid object, attached; -1 with an exception on failure.
     let sec = unsafe { ffi::PyLong_AsLongLong(obj.as_ptr()) };
     if sec == -1 {
-        if let Some(e) = PyErr::take(obj.py()) {
-            if e.is_instance_of::<PyOverflowError>(obj.py()) {
-                return Err(PyOverflowError::new_err(
-                    "timestamp too large to convert to C _PyTime_t",
-                ));
+        if let Some(e) = PyErr::take(py) {
+            if e.is_instance_of::<PyOverflowError>(py) {
+                return Err(PyOverflowError::new_err(overflow_msgs(py).1.clone()));
             }
             return Err(e);
         }
     }
     sec.checked_mul(1_000_000_000)
-        .ok_or_else(|| PyOverflowError::new_err("timestamp too large to convert to C _PyTime_t"))
+        .ok_or_else(|| PyOverflowError::new_err(overflow_msgs(py).1.clone()))
+}
+
+/// The float branch of [`seconds_to_ns`].
+fn float_seconds_to_ns(py: Python<'_>, d: f64) -> PyResult<i64> {
+    if d.is_nan() {
+        return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
+    }
+    let ns = round_timeout(d * 1e9);
+    // _Py_InIntegralTypeRange(_PyTime_t, d), compared in double precision.
+    if !(ns >= i64::MIN as f64 && ns <= i64::MAX as f64) {
+        return Err(PyOverflowError::new_err(overflow_msgs(py).0.clone()));
+    }
+    // `as` saturates at the single value (2^63) the double check lets through.
+    Ok(ns as i64)
 }
 
 /// Parsed `acquire(blocking=True, timeout=-1)`: the timeout in ns, where
@@ -125,15 +219,19 @@ pub fn parse_acquire(
                     timeout_obj = Some(v);
                 }
                 other => {
-                    return Err(PyTypeError::new_err(format!(
-                        "'{other}' is an invalid keyword argument for acquire()"
-                    )));
+                    return Err(PyTypeError::new_err(if cfg!(Py_3_13) {
+                        format!("acquire() got an unexpected keyword argument '{other}'")
+                    } else {
+                        format!("'{other}' is an invalid keyword argument for acquire()")
+                    }));
                 }
             }
         }
     }
     let _ = py;
     let blocking = match &blocking_obj {
+        // 3.12+ parses `blocking` with "p" (truthiness), 3.11 with "i".
+        Some(b) if cfg!(Py_3_12) => b.is_truthy()?,
         Some(b) => as_c_int(b)? != 0,
         None => true,
     };
@@ -147,7 +245,11 @@ pub fn parse_acquire(
         ));
     }
     if timeout < 0 && timeout != UNSET_TIMEOUT {
-        return Err(PyValueError::new_err("timeout value must be positive"));
+        return Err(PyValueError::new_err(if cfg!(Py_3_13) {
+            "timeout value must be a non-negative number"
+        } else {
+            "timeout value must be positive"
+        }));
     }
     if !blocking {
         timeout = 0;
@@ -176,7 +278,17 @@ pub fn parse_restore_state(args: &Bound<'_, PyTuple>) -> PyResult<(u64, u64)> {
         )
     };
     if ok == 0 {
-        return Err(PyErr::fetch(args.py()));
+        let e = PyErr::fetch(args.py());
+        // 3.15 parses the one argument itself: its message has no number.
+        if cfg!(Py_3_15) && e.is_instance_of::<PyTypeError>(args.py()) {
+            let msg = e.value(args.py()).str()?.to_string();
+            if let Some(rest) = msg.strip_prefix("_acquire_restore() argument 1 ") {
+                return Err(PyTypeError::new_err(format!(
+                    "_acquire_restore() argument {rest}"
+                )));
+            }
+        }
+        return Err(e);
     }
     Ok((count as u64, owner as u64))
 }

@@ -7,8 +7,6 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-use crate::capi;
-
 static HOOK_ARGS_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// The `_ExceptHookArgs` struct-sequence type (created once).
@@ -128,14 +126,7 @@ pub fn excepthook(
     check(py, unsafe {
         ffi::PyFile_WriteString(c":\n".as_ptr(), file.as_ptr())
     })?;
-    unsafe {
-        capi::_PyErr_Display(
-            file.as_ptr(),
-            exc_type.as_ptr(),
-            exc_value.as_ptr(),
-            exc_tb.as_ptr(),
-        )
-    };
+    crate::cpython::display_exception(py, &file, &exc_type, &exc_value, &exc_tb)?;
     file.call_method0("flush")?;
     Ok(())
 }

@@ -11,6 +11,7 @@ mod cpython;
 mod diag;
 mod errors;
 mod excepthook;
+mod handle;
 mod local;
 mod lock;
 mod thread;
@@ -58,15 +59,20 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Threads started here attach to the main interpreter (PyGILState) and
     // the types are process-wide: refuse subinterpreters rather than mix
     // interpreters' objects.
+    cpython::check_version(py)?;
+    args::init(py);
     // SAFETY: attached; both calls only read interpreter pointers.
-    if unsafe { pyo3::ffi::PyInterpreterState_Get() != capi::PyInterpreterState_Main() } {
+    if unsafe { pyo3::ffi::PyInterpreterState_Get() != pyo3::ffi::PyInterpreterState_Main() } {
         return Err(pyo3::exceptions::PyImportError::new_err(
             "rsthread._thread cannot be imported in a subinterpreter",
         ));
     }
     m.add("error", py.get_type::<pyo3::exceptions::PyRuntimeError>())?;
     m.add_class::<lock::PyLock>()?;
+    // 3.13+: `threading.Lock` is `_thread.lock`, instantiable.
+    #[cfg(not(Py_3_13))]
     lock::PyLock::disallow_instantiation(py)?;
+    lock::version_extras(py)?;
     m.add_class::<lock::PyRLock>()?;
     lock::install_fast_methods(py)?;
     m.add("LockType", py.get_type::<lock::PyLock>())?;
@@ -85,11 +91,13 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(thread::get_ident, m)?)?;
     m.add_function(wrap_pyfunction!(thread::get_native_id, m)?)?;
     m.add_function(wrap_pyfunction!(thread::_count, m)?)?;
+    #[cfg(not(Py_3_13))]
     m.add_function(wrap_pyfunction!(thread::_set_sentinel, m)?)?;
     m.add_function(wrap_pyfunction!(thread::stack_size, m)?)?;
     m.add_function(wrap_pyfunction!(thread::interrupt_main, m)?)?;
     m.add_function(wrap_pyfunction!(excepthook::excepthook, m)?)?;
     m.add("_ExceptHookArgs", excepthook::hook_args_type(py)?)?;
+    add_version_names(m)?;
     // Functions report `__module__ == "_thread"` like stock's (threading's
     // `__all__` check and pickling by name rely on it).
     for name in [
@@ -102,7 +110,6 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "get_ident",
         "get_native_id",
         "_count",
-        "_set_sentinel",
         "stack_size",
         "interrupt_main",
         "_excepthook",
@@ -113,10 +120,54 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     cpython::frames::check_layout(py);
     thread::install_fast_get_ident(m)?;
     thread::init(py)?;
-    // Stock `_thread` has neither a `lock` attribute (only `LockType`) nor `__all__`.
+    // Stock `_thread` has no `lock` attribute before 3.13 (only `LockType`),
+    // and no `__all__`.
+    #[cfg(not(Py_3_13))]
     m.delattr("lock")?;
     if m.hasattr("__all__")? {
         m.delattr("__all__")?;
+    }
+    Ok(())
+}
+
+/// The names each version added to `_thread` (the version's own set, and
+/// nothing it removed: `_set_sentinel` is gone from 3.13).
+fn add_version_names(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    #[cfg_attr(not(Py_3_12), allow(unused_mut))]
+    let mut names: Vec<&str> = if cfg!(Py_3_13) {
+        vec![]
+    } else {
+        vec!["_set_sentinel"]
+    };
+    #[cfg(Py_3_12)]
+    {
+        m.add_function(wrap_pyfunction!(thread::daemon_threads_allowed, m)?)?;
+        m.add_function(wrap_pyfunction!(thread::_is_main_interpreter, m)?)?;
+        names.extend(["daemon_threads_allowed", "_is_main_interpreter"]);
+    }
+    #[cfg(Py_3_13)]
+    {
+        m.add_class::<handle::PyThreadHandle>()?;
+        m.add_function(wrap_pyfunction!(handle::start_joinable_thread, m)?)?;
+        m.add_function(wrap_pyfunction!(handle::_make_thread_handle, m)?)?;
+        m.add_function(wrap_pyfunction!(handle::_shutdown, m)?)?;
+        m.add_function(wrap_pyfunction!(handle::_get_main_thread_ident, m)?)?;
+        names.extend([
+            "start_joinable_thread",
+            "_make_thread_handle",
+            "_shutdown",
+            "_get_main_thread_ident",
+        ]);
+    }
+    #[cfg(Py_3_14)]
+    {
+        m.add_function(wrap_pyfunction!(thread::set_name, m)?)?;
+        m.add_function(wrap_pyfunction!(thread::_get_name, m)?)?;
+        m.add("_NAME_MAXLEN", thread::NAME_MAXLEN)?;
+        names.extend(["set_name", "_get_name"]);
+    }
+    for name in names {
+        m.getattr(name)?.setattr("__module__", "_thread")?;
     }
     Ok(())
 }

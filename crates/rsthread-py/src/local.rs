@@ -24,7 +24,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::capi;
 use crate::errors::tp_name;
 
 /// Ids for tokens (threads) and locals; never reused.
@@ -239,7 +238,7 @@ impl PyLocal {
         // SAFETY: attached; all three pointers are live; returns a new
         // reference or NULL with an exception set.
         let r = unsafe {
-            capi::_PyObject_GenericGetAttrWithDict(slf.as_ptr(), name.as_ptr(), ldict.as_ptr(), 0)
+            crate::cpython::getattr_with_dict(slf.as_ptr(), name.as_ptr(), ldict.as_ptr())
         };
         if r.is_null() {
             let e = PyErr::fetch(py);
@@ -311,16 +310,22 @@ impl PyLocal {
         let ldict = Self::ldict(slf)?;
         if Self::is_dict_name(name)? {
             let tp = tp_name(&slf.get_type())?;
-            let n = name.cast::<PyString>()?.to_cow()?.into_owned();
+            // 3.14+ formats the name with %R (any object compares equal
+            // to "__dict__" here); before, with '%U'.
+            let n = if cfg!(Py_3_14) {
+                name.repr()?.to_string()
+            } else {
+                format!("'{}'", name.cast::<PyString>()?.to_cow()?)
+            };
             return Err(PyAttributeError::new_err(format!(
-                "'{tp:.50}' object attribute '{n}' is read-only"
+                "'{tp:.50}' object attribute {n} is read-only"
             )));
         }
         let v = value.map_or(std::ptr::null_mut(), |v| v.as_ptr());
         // SAFETY: attached; live pointers (value may be NULL for delete);
         // returns -1 with an exception set on failure.
         if unsafe {
-            capi::_PyObject_GenericSetAttrWithDict(slf.as_ptr(), name.as_ptr(), v, ldict.as_ptr())
+            crate::cpython::setattr_with_dict(slf.as_ptr(), name.as_ptr(), v, ldict.as_ptr())
         } < 0
         {
             return Err(PyErr::fetch(py));

@@ -33,6 +33,7 @@ impl PyLock {
     /// Make `LockType` non-instantiable exactly like stock (no `tp_new`):
     /// `LockType()` raises "cannot create '_thread.lock' instances" and
     /// `LockType.__new__` is `object.__new__`.
+    #[cfg_attr(Py_3_13, allow(dead_code))]
     pub(crate) fn disallow_instantiation(py: Python<'_>) -> PyResult<()> {
         let tp = py.get_type::<PyLock>();
         // SAFETY: attached; the type was just created by this module and no
@@ -213,12 +214,18 @@ impl Drop for PyRLock {
 #[pymethods]
 impl PyRLock {
     #[new]
+    #[classmethod]
     #[pyo3(signature = (*_args, **_kwargs), text_signature = None)]
     fn __new__(
-        py: Python<'_>,
+        cls: &Bound<'_, pyo3::types::PyType>,
         _args: &Bound<'_, PyTuple>,
         _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> Self {
+    ) -> PyResult<Self> {
+        let py = cls.py();
+        // 3.15: `RLock()` itself takes no arguments (subclasses may).
+        if cls.is(py.get_type::<PyRLock>()) {
+            versions::rlock_new_args(_args, _kwargs)?;
+        }
         let l = PyRLock {
             raw: RawRLock::new(),
             diag: AtomicU64::new(0),
@@ -226,7 +233,7 @@ impl PyRLock {
         if diag::flags() != 0 {
             crate::diag::lock_created(py, &l.diag, diag::LockKind::RLock);
         }
-        l
+        Ok(l)
     }
 
     /// acquire(blocking=True) -> bool
@@ -631,6 +638,9 @@ mod fast {
         unsafe {
             let py = Python::assume_attached();
             let r = no_kwnames(T::EXIT, kwnames)
+                .and_then(|()| {
+                    super::versions::exit_arity(ffi::PyVectorcall_NARGS(_nargsf as usize))
+                })
                 .and_then(|()| this::<T>(py, slf).get().release_checked());
             ret(py, r, |()| py_none())
         }
@@ -810,3 +820,164 @@ mod fast {
 }
 
 pub(crate) use fast::install as install_fast_methods;
+
+/// Per-version additions to the lock types (CPython 3.13+), installed at
+/// module init by `version_extras`. Kept apart from the code above so that
+/// each version's surface is in one place.
+mod versions {
+    #[cfg_attr(not(Py_3_13), allow(unused_imports))]
+    use pyo3::ffi;
+    use pyo3::prelude::*;
+
+    /// `lock.__new__` (3.13+: `threading.Lock` is `_thread.lock`): no
+    /// arguments.
+    ///
+    /// # Safety
+    /// Called by CPython as `tp_new`, GIL held; `args` a tuple, `kwds` NULL
+    /// or a dict.
+    #[cfg(Py_3_13)]
+    unsafe extern "C" fn lock_new(
+        _subtype: *mut ffi::PyTypeObject,
+        args: *mut ffi::PyObject,
+        kwds: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: per the contract.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: per the contract.
+        let nargs = unsafe { ffi::PyTuple_Size(args) };
+        // SAFETY: per the contract.
+        let nkw = if kwds.is_null() {
+            0
+        } else {
+            unsafe { ffi::PyDict_Size(kwds) }
+        };
+        let r: PyResult<Py<super::PyLock>> = if nkw > 0 {
+            Err(pyo3::exceptions::PyTypeError::new_err(
+                "lock() takes no keyword arguments",
+            ))
+        } else if nargs > 0 {
+            Err(pyo3::exceptions::PyTypeError::new_err(if cfg!(Py_3_15) {
+                "lock() takes no positional arguments".to_owned()
+            } else {
+                format!("lock expected 0 arguments, got {nargs}")
+            }))
+        } else {
+            Py::new(py, crate::new_lock(py))
+        };
+        match r {
+            Ok(l) => l.into_ptr(),
+            Err(e) => {
+                e.restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    }
+
+    /// `RLock.locked()` (3.14+): whether any thread holds it.
+    ///
+    /// # Safety
+    /// Called by CPython as a `METH_NOARGS` method of `RLock`, GIL held.
+    #[cfg(Py_3_14)]
+    unsafe extern "C" fn rlock_locked(
+        slf: *mut ffi::PyObject,
+        _unused: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: the method descriptor checked that `slf` is an RLock.
+        let r = unsafe {
+            Bound::from_borrowed_ptr(Python::assume_attached(), slf)
+                .cast_into_unchecked::<super::PyRLock>()
+        };
+        let o = if r.get().raw.is_locked() {
+            // SAFETY: a new reference to a singleton.
+            unsafe { ffi::Py_True() }
+        } else {
+            // SAFETY: as above.
+            unsafe { ffi::Py_False() }
+        };
+        // SAFETY: returning a new reference.
+        unsafe { ffi::Py_IncRef(o) };
+        o
+    }
+
+    /// 3.15+: `__exit__` takes exactly the three exception arguments.
+    #[inline]
+    pub(super) fn exit_arity(nargs: ffi::Py_ssize_t) -> PyResult<()> {
+        if cfg!(Py_3_15) && nargs != 3 {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "__exit__ expected 3 arguments, got {nargs}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// 3.15+: `RLock()` takes no arguments.
+    pub(super) fn rlock_new_args(
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<()> {
+        if cfg!(Py_3_15) {
+            if !args.is_empty() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "RLock() takes no positional arguments",
+                ));
+            }
+            if kwargs.is_some_and(|k| !k.is_empty()) {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "RLock() takes no keyword arguments",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn install(py: Python<'_>) -> PyResult<()> {
+        #[cfg(Py_3_13)]
+        {
+            let tp = py.get_type::<super::PyLock>();
+            // SAFETY: attached; the type was just created by this module and
+            // has no instances made through tp_new; setting the slot and
+            // invalidating the type cache is how a static type gets one.
+            unsafe {
+                let t = tp.as_type_ptr();
+                (*t).tp_new = Some(lock_new);
+                (*t).tp_flags &= !ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION;
+                ffi::PyType_Modified(t);
+            }
+        }
+        #[cfg(Py_3_14)]
+        {
+            let def = Box::leak(Box::new(ffi::PyMethodDef {
+                ml_name: c"locked".as_ptr(),
+                ml_meth: ffi::PyMethodDefPointer {
+                    PyCFunction: rlock_locked,
+                },
+                ml_flags: ffi::METH_NOARGS,
+                ml_doc: c"locked($self, /)\n--\n\nReturn a boolean indicating whether this object is locked right now."
+                    .as_ptr(),
+            }));
+            let tp = py.get_type::<super::PyRLock>();
+            // SAFETY: attached; `def` is 'static; returns a new reference or NULL.
+            let d = unsafe { ffi::PyDescr_NewMethod(tp.as_type_ptr(), def) };
+            if d.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            // SAFETY: a new, non-NULL reference.
+            let d = unsafe { Bound::from_owned_ptr(py, d) };
+            // SAFETY: attached; the type's own dict; invalidate the cache after.
+            unsafe {
+                let t = tp.as_type_ptr();
+                if ffi::PyDict_SetItemString((*t).tp_dict, c"locked".as_ptr(), d.as_ptr()) < 0 {
+                    return Err(PyErr::fetch(py));
+                }
+                ffi::PyType_Modified(t);
+            }
+        }
+        let _ = py;
+        Ok(())
+    }
+}
+
+/// Install the lock types' per-version surface (see `versions`).
+pub(crate) fn version_extras(py: Python<'_>) -> PyResult<()> {
+    versions::install(py)
+}

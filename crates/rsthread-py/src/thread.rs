@@ -1,8 +1,8 @@
 //! Module-level functions: thread start, idents, `_count`, `_set_sentinel`,
 //! `stack_size`, `exit`, `interrupt_main`.
 
-use std::os::raw::{c_int, c_ulong, c_void};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::os::raw::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::exceptions::{PySystemExit, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -12,6 +12,7 @@ use rsthread_core::{ident, thread as core_thread};
 
 use crate::args::no_keywords;
 use crate::capi;
+use crate::cpython;
 use crate::errors;
 use crate::lock::PyLock;
 
@@ -27,68 +28,76 @@ struct RawBoot {
     args: *mut ffi::PyObject,
     /// NULL when no kwargs were given.
     kwargs: *mut ffi::PyObject,
-    /// Made by the parent (`_PyThreadState_Prealloc`), like stock; NULL: the
-    /// child makes its own (`PyThreadState_New`), see [`PREALLOC_TSTATE`].
+    /// Preallocated by the parent (3.11, like stock); NULL: the child makes
+    /// its own (see `cpython::tstate`).
     tstate: *mut ffi::PyThreadState,
+    /// `Arc::into_raw` of the thread's handle state (3.13+'s
+    /// `start_joinable_thread`), or NULL.
+    handle: *const crate::handle::Shared,
 }
 
-/// The head of CPython 3.11's `struct _ts` (`Include/cpython/pystate.h`) up
-/// to the two fields that stock `thread_run` sets in the new thread before
-/// binding a preallocated thread state to it.
-#[repr(C)]
-struct Ts311Head {
-    prev: *mut c_void,
-    next: *mut c_void,
-    interp: *mut c_void,
-    _initialized: c_int,
-    _static: c_int,
-    recursion_remaining: c_int,
-    recursion_limit: c_int,
-    recursion_headroom: c_int,
-    tracing: c_int,
-    tracing_what: c_int,
-    cframe: *mut c_void,
-    c_profilefunc: *mut c_void,
-    c_tracefunc: *mut c_void,
-    c_profileobj: *mut c_void,
-    c_traceobj: *mut c_void,
-    curexc_type: *mut c_void,
-    curexc_value: *mut c_void,
-    curexc_traceback: *mut c_void,
-    exc_info: *mut c_void,
-    dict: *mut c_void,
-    gilstate_counter: c_int,
-    async_exc: *mut c_void,
-    thread_id: c_ulong,
-    native_thread_id: c_ulong,
+impl RawBoot {
+    /// Last step of the thread, after its thread state is gone (no GIL):
+    /// signal the handle, if any, that the thread is done.
+    fn finish(self) {
+        if !self.handle.is_null() {
+            // SAFETY: the reference `spawn_python_thread` leaked for this thread.
+            let h = unsafe { std::sync::Arc::from_raw(self.handle) };
+            crate::handle::thread_finished(h);
+        }
+    }
 }
-// The offsets stock `thread_run` writes (checked in libpython 3.11.7's code).
-const _: () = assert!(std::mem::offset_of!(Ts311Head, thread_id) == 0x98);
-const _: () = assert!(std::mem::offset_of!(Ts311Head, native_thread_id) == 0xa0);
-
-/// Whether the parent preallocates the new thread's state, as stock does.
-/// That needs [`Ts311Head`] to match the running interpreter, which module
-/// init checks on the importing thread's own state; otherwise the child
-/// makes its state with `PyThreadState_New` (same result, allocated there).
-static PREALLOC_TSTATE: AtomicBool = AtomicBool::new(false);
 
 /// pthread key (+1; 0: not created) whose value, in threads started here, is
 /// the address of `thread_start`'s sentinel slot. No destructor, and for the
 /// first 32 keys glibc stores values inline: no allocation per thread.
 static SLOT_KEY: AtomicUsize = AtomicUsize::new(0);
 
+/// `get_ident()` of the main thread (0: unknown), recorded at import.
+static MAIN_IDENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The main thread's `get_ident()`.
+pub(crate) fn main_thread_ident() -> u64 {
+    // Relaxed: written once at import, read later by threads the import
+    // (or code after it) started.
+    MAIN_IDENT.load(Ordering::Relaxed)
+}
+
+/// `pthread_atfork` child handler: the forking thread is now the main one.
+extern "C" fn main_after_fork() {
+    // Relaxed: the child has a single thread at this point.
+    MAIN_IDENT.store(ident::current(), Ordering::Relaxed);
+}
+
 /// Module init: check the thread-state layout and create the slot key.
-pub(crate) fn init(_py: Python<'_>) -> PyResult<()> {
-    // SAFETY: attached, so the current thread state is valid; only the
-    // head's fields are read, and only after its `interp` field (offset 16
-    // in every CPython 3.x) matched.
-    let ok = unsafe {
-        let ts = ffi::PyThreadState_Get().cast::<Ts311Head>();
-        (*ts).interp == ffi::PyInterpreterState_Get().cast()
-            && (*ts).thread_id as u64 == ident::current()
-            && (*ts).native_thread_id as u64 == ident::native()
+pub(crate) fn init(py: Python<'_>) -> PyResult<()> {
+    cpython::tstate::init(py);
+    #[cfg(Py_3_14)]
+    let _ = stack_min(py);
+    let main = if cpython::is_main_thread(py) {
+        ident::current()
+    } else {
+        // Imported from another thread: ask the stock module (3.13+) or
+        // `threading`, which knows its main thread.
+        py.import("threading")
+            .and_then(|t| {
+                t.getattr("main_thread")?
+                    .call0()?
+                    .getattr("ident")?
+                    .extract()
+            })
+            .unwrap_or(0)
     };
-    PREALLOC_TSTATE.store(ok, Ordering::Relaxed);
+    // Relaxed: see `main_thread_ident`.
+    if MAIN_IDENT.swap(main, Ordering::Relaxed) == 0 {
+        // First import: after `fork` the forking thread is the child's main
+        // thread (stock updates the runtime's main thread the same way).
+        // SAFETY: registers a handler that only stores an atomic; no
+        // allocation, no lock.
+        unsafe { libc::pthread_atfork(None, None, Some(main_after_fork)) };
+    }
+    // Relaxed: written once here, at import, before any thread is started
+    // (thread creation publishes it to the new threads).
     if SLOT_KEY.load(Ordering::Relaxed) == 0 {
         let mut key: libc::pthread_key_t = 0;
         // SAFETY: `key` is a valid out-pointer; no destructor.
@@ -96,6 +105,7 @@ pub(crate) fn init(_py: Python<'_>) -> PyResult<()> {
         if rc != 0 {
             return Err(std::io::Error::from_raw_os_error(rc).into());
         }
+        // Relaxed: see above.
         SLOT_KEY.store(key as usize + 1, Ordering::Relaxed);
     }
     Ok(())
@@ -104,6 +114,7 @@ pub(crate) fn init(_py: Python<'_>) -> PyResult<()> {
 /// This thread's sentinel slot, if `start_new_thread` started it.
 #[inline]
 fn own_slot() -> *mut *mut ffi::PyObject {
+    // Relaxed: set once at import, before this thread existed.
     match SLOT_KEY.load(Ordering::Relaxed) {
         0 => std::ptr::null_mut(),
         // SAFETY: a key created by `init`.
@@ -126,41 +137,42 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
     // This thread's `_set_sentinel()` lock (an owned reference), found by
     // `_set_sentinel` through SLOT_KEY.
     let mut sentinel: *mut ffi::PyObject = std::ptr::null_mut();
+    // Relaxed: set at import, before the parent started this thread.
     let key = SLOT_KEY.load(Ordering::Relaxed);
     // SAFETY (block): every pointer in `boot` is an owned reference; the GIL
     // is held between AcquireThread and DeleteCurrent; each call is used per
     // its C-API contract (NULL return means an exception is set); the slot
     // outlives every use of the key's value in this thread.
     unsafe {
-        if capi::_Py_IsFinalizing() != 0 {
+        if cpython::is_finalizing() {
             // Too late to run or even release Python objects: leak them
             // (and the preallocated thread state), like stock.
+            // Relaxed: an informational counter.
             COUNT.fetch_sub(1, Ordering::Relaxed);
+            boot.finish();
             return std::ptr::null_mut();
+        }
+        if !boot.handle.is_null() {
+            crate::handle::thread_started(&*boot.handle);
         }
         if key != 0 {
             libc::pthread_setspecific((key - 1) as libc::pthread_key_t, (&raw mut sentinel).cast());
         }
-        let ts = if boot.tstate.is_null() {
-            ffi::PyThreadState_New(capi::PyInterpreterState_Main())
-        } else {
-            let h = boot.tstate.cast::<Ts311Head>();
-            (*h).thread_id = ident::current() as c_ulong;
-            (*h).native_thread_id = ident::native() as c_ulong;
-            capi::_PyThreadState_SetCurrent(boot.tstate);
-            boot.tstate
-        };
+        let ts = cpython::tstate::bind_new(boot.tstate);
         capi::PyEval_AcquireThread_unwind(ts);
         if rsthread_core::diag::flags() != 0 {
             let py = Python::assume_attached();
             crate::diag::thread_begin(py, Bound::from_borrowed_ptr(py, boot.func).as_any());
+            if !boot.handle.is_null() {
+                crate::handle::thread_attached(py, &*boot.handle);
+            }
         }
         let r = capi::PyObject_Call_unwind(boot.func, boot.args, boot.kwargs);
         if r.is_null() {
             if ffi::PyErr_ExceptionMatches(ffi::PyExc_SystemExit) != 0 {
                 ffi::PyErr_Clear();
             } else {
-                capi::_PyErr_WriteUnraisableMsg(c"in thread started by".as_ptr(), boot.func);
+                cpython::write_unraisable_in_thread(boot.func);
             }
         } else {
             ffi::Py_DECREF(r);
@@ -185,7 +197,8 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
         if !sentinel.is_null() {
             release_sentinel(Python::assume_attached(), sentinel);
         }
-        capi::_PyThreadState_DeleteCurrent(ts);
+        cpython::tstate::delete_current(ts);
+        boot.finish();
     }
     std::ptr::null_mut()
 }
@@ -295,6 +308,8 @@ fn start_impl(
     };
     let none = py.None();
     let kw_obj = kw.as_ref().map_or(none.as_ptr(), |k| k.as_ptr());
+    #[cfg(Py_3_13)]
+    crate::handle::check_not_finalizing(py)?;
     // SAFETY: attached; "OOO" takes three borrowed object pointers, all alive.
     if unsafe {
         capi::PySys_Audit(
@@ -308,24 +323,26 @@ fn start_impl(
     {
         return Err(PyErr::fetch(py));
     }
-    let tstate = if PREALLOC_TSTATE.load(Ordering::Relaxed) {
-        // SAFETY: attached; the main interpreter is the only one we run in.
-        let ts = unsafe { capi::_PyThreadState_Prealloc(capi::PyInterpreterState_Main()) };
-        if ts.is_null() {
-            return Err(
-                PyErr::take(py).unwrap_or_else(|| pyo3::exceptions::PyMemoryError::new_err(()))
-            );
-        }
-        ts
-    } else {
-        std::ptr::null_mut()
-    };
+    spawn_python_thread(py, &func, &fargs, kw.as_ref(), None)
+}
+
+/// Start a thread that calls `func(*args, **kwargs)` (stock's
+/// `do_start_new_thread`); `handle`, if any, is told when the thread is done.
+pub(crate) fn spawn_python_thread(
+    py: Python<'_>,
+    func: &Bound<'_, PyAny>,
+    fargs: &Bound<'_, PyTuple>,
+    kw: Option<&Bound<'_, PyDict>>,
+    handle: Option<std::sync::Arc<crate::handle::Shared>>,
+) -> PyResult<u64> {
+    let tstate = cpython::tstate::prealloc(py)?;
     let func_for_diag = func.clone();
     let boot = Box::new(RawBoot {
-        func: func.unbind().into_ptr(),
-        args: fargs.unbind().into_ptr(),
-        kwargs: kw.map_or(std::ptr::null_mut(), |k| k.unbind().into_ptr()),
+        func: func.clone().unbind().into_ptr(),
+        args: fargs.clone().unbind().into_ptr(),
+        kwargs: kw.map_or(std::ptr::null_mut(), |k| k.clone().unbind().into_ptr()),
         tstate,
+        handle: handle.map_or(std::ptr::null(), std::sync::Arc::into_raw),
     });
     // Relaxed: informational counter (see `_count`).
     COUNT.fetch_add(1, Ordering::Relaxed);
@@ -343,6 +360,7 @@ fn start_impl(
             Ok(id)
         }
         Err(_) => {
+            // Relaxed: an informational counter.
             COUNT.fetch_sub(1, Ordering::Relaxed);
             // SAFETY: the thread was not started, so `arg` is still ours.
             let boot = unsafe { Box::from_raw(arg.cast::<RawBoot>()) };
@@ -352,9 +370,9 @@ fn start_impl(
                 ffi::Py_DECREF(boot.func);
                 ffi::Py_DECREF(boot.args);
                 ffi::Py_XDECREF(boot.kwargs);
-                if !boot.tstate.is_null() {
-                    ffi::PyThreadState_Clear(boot.tstate);
-                    ffi::PyThreadState_Delete(boot.tstate);
+                cpython::tstate::discard(boot.tstate);
+                if !boot.handle.is_null() {
+                    drop(std::sync::Arc::from_raw(boot.handle));
                 }
             }
             Err(errors::cant_start_thread())
@@ -453,6 +471,8 @@ const SENTINEL_KEY: &str = "_rsthread_sentinel";
 /// This is a private API for the threading module.
 #[pyfunction]
 #[pyo3(text_signature = None)]
+// 3.13+ has no `_set_sentinel` (thread handles replace it); kept compiled.
+#[cfg_attr(Py_3_13, allow(dead_code))]
 pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
     // Returned unlocked: `threading` acquires it itself; it is released at
     // thread-state destruction only if it is then locked.
@@ -483,6 +503,7 @@ pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
         let dict = unsafe { Bound::from_borrowed_ptr(py, d) }.cast_into::<PyDict>()?;
         if let Some(old) = dict.get_item(SENTINEL_KEY)? {
             if let Ok(old) = old.cast::<SentinelReleaser>() {
+                // Relaxed: only touched with the GIL held (see `Drop`).
                 old.get().armed.store(false, Ordering::Relaxed);
             }
         }
@@ -533,10 +554,41 @@ pub fn stack_size(
     {
         return Err(PyErr::fetch(py));
     }
+    #[cfg(Py_3_14)]
+    if size != 0 {
+        // 3.14+ checks one lower bound (the interpreter's own stack needs),
+        // negative sizes included.
+        if let Some(min) = stack_min(py) {
+            if size < min as ffi::Py_ssize_t {
+                return Err(PyValueError::new_err(format!(
+                    "size must be at least {min} bytes"
+                )));
+            }
+        }
+    }
     if size < 0 {
         return Err(PyValueError::new_err("size must be 0 or a positive value"));
     }
     core_thread::set_stack_size(size as usize).map_err(errors::stack_size)
+}
+
+/// 3.14+: the smallest stack size stock accepts, read once from stock's own
+/// refusal of a 1-byte size (it depends on the build's stack margins).
+#[cfg(Py_3_14)]
+fn stack_min(py: Python<'_>) -> Option<usize> {
+    static MIN: pyo3::sync::PyOnceLock<Option<usize>> = pyo3::sync::PyOnceLock::new();
+    *MIN.get_or_init(py, || {
+        let stock = py.import("_thread").ok()?;
+        if stock.hasattr("__file__").ok()? {
+            return None; // ours, not the interpreter's
+        }
+        let e = stock.getattr("stack_size").ok()?.call1((1,)).err()?;
+        let msg = e.value(py).str().ok()?.to_string();
+        msg.strip_prefix("size must be at least ")?
+            .strip_suffix(" bytes")?
+            .parse()
+            .ok()
+    })
 }
 
 /// interrupt_main(signum=signal.SIGINT, /)
@@ -614,4 +666,95 @@ pub(crate) fn install_fast_get_ident(m: &Bound<'_, pyo3::types::PyModule>) -> Py
     }
     // SAFETY: new, non-NULL reference.
     m.setattr("get_ident", unsafe { Bound::from_owned_ptr(py, f) })
+}
+
+/// daemon_threads_allowed($module, /)
+/// --
+///
+/// Return True if daemon threads are allowed in the current interpreter,
+/// and False otherwise.
+#[cfg(Py_3_12)]
+#[pyfunction]
+#[pyo3(text_signature = None)]
+pub fn daemon_threads_allowed() -> bool {
+    // Only the main interpreter imports this module (checked at import),
+    // and it always allows daemon threads.
+    true
+}
+
+/// _is_main_interpreter($module, /)
+/// --
+///
+/// Return True if the current interpreter is the main Python interpreter.
+#[cfg(Py_3_12)]
+#[pyfunction]
+#[pyo3(text_signature = None)]
+pub fn _is_main_interpreter() -> bool {
+    // See `daemon_threads_allowed`.
+    true
+}
+
+/// Longest OS thread name, in bytes, without the terminating NUL (Linux).
+#[cfg(Py_3_14)]
+pub(crate) const NAME_MAXLEN: usize = 15;
+
+/// set_name($module, /, name)
+/// --
+///
+/// Set the name of the current thread.
+#[cfg(Py_3_14)]
+#[pyfunction]
+#[pyo3(signature = (name), text_signature = None)]
+pub fn set_name(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<()> {
+    let name = name.cast::<pyo3::types::PyString>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "set_name() argument 'name' must be str, not {}",
+            name.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    // Like stock: encode with the filesystem encoding ("replace" errors);
+    // the C string ends at the first NUL; cut to the limit in bytes (a
+    // character cut in two reads back through `os.fsdecode` as escapes).
+    let enc: String = py
+        .import("sys")?
+        .getattr("getfilesystemencoding")?
+        .call0()?
+        .extract()?;
+    let bytes: Vec<u8> = name
+        .call_method1("encode", (enc.as_str(), "replace"))?
+        .extract()?;
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let mut buf = bytes[..end.min(NAME_MAXLEN)].to_vec();
+    buf.push(0);
+    // SAFETY: `buf` is NUL-terminated and at most 16 bytes; the calling
+    // thread's own handle.
+    let rc = unsafe { libc::pthread_setname_np(libc::pthread_self(), buf.as_ptr().cast()) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc).into());
+    }
+    Ok(())
+}
+
+/// _get_name($module, /)
+/// --
+///
+/// Get the name of the current thread.
+#[cfg(Py_3_14)]
+#[pyfunction]
+#[pyo3(text_signature = None)]
+pub fn _get_name(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is writable for its length; the calling thread's handle.
+    let rc = unsafe {
+        libc::pthread_getname_np(libc::pthread_self(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc).into());
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let b = pyo3::types::PyBytes::new(py, &buf[..n]);
+    py.import("os")?.getattr("fsdecode")?.call1((b,))
 }

@@ -60,11 +60,10 @@ where
     } else {
         Some(Deadline::after_ns(timeout_ns as u64))
     };
-    // SAFETY: attached (we hold `py`). CPython's own test for the thread
-    // that runs signal handlers; no system call (the time between taking
-    // the decision to block and releasing the GIL is what a thread we just
-    // started waits for).
-    let main = unsafe { crate::capi::_PyOS_IsMainThread() } != 0;
+    // CPython's own test for the thread that runs signal handlers; no system
+    // call (the time between taking the decision to block and releasing the
+    // GIL is what a thread we just started waits for).
+    let main = crate::cpython::is_main_thread(py);
     loop {
         let slice = if main {
             let s = Deadline::after_ns(MAIN_SLICE_NS);

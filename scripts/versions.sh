@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Build and test rsthread on the CPython versions other than the host's 3.11
+# (issue 16): for each, a release build (`pip install .`) into its own
+# virtualenv (.venv-LABEL) and target dir (target/LABEL), both kept between
+# runs; rsthread's pytest suite; CPython's own suites of that version, stock
+# and rsthread side by side (tests/cpython/compare.py --full); one
+# diagnostics smoke run (scripts/deadlock_smoke.py). One summary line per
+# version at the end.
+#
+#   scripts/versions.sh [LABEL...]      # default: every label
+#
+# Labels: 3.12, 3.13 (pyenv's 3.12.1 and 3.13.0, on the host) and sid-3.13,
+# sid-3.14, sid-3.15 (Debian's builds, in the root that
+# /work/shared/tools/sid-pythons.sh builds once and caches). The host lane
+# and the Debian lane run side by side (two cores). RSTHREAD_SID_SRC=/DIR:
+# the tree is already mounted at DIR inside the root (no --bind; lets
+# several worktrees share the root). Exit status: 0 only if every stage of
+# every version passed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+SID_TOOL=${SID_TOOL:-/work/shared/tools/sid-pythons.sh}
+LOGDIR=target/versions-logs
+TOOLS=("maturin>=1.9.4,<2" "pytest>=8" "pytest-timeout>=2.3" "perfetto>=0.59" "protobuf")
+
+# One version: LABEL PYTHON. Writes LOGDIR/LABEL.log and LOGDIR/LABEL.summary.
+one() {
+  local label=$1 py=$2 venv=.venv-$1 log=$LOGDIR/$1.log parts=() ok=1 t
+  : > "$log"
+  step() {  # NAME CMD...: run, time, record
+    local name=$1; shift
+    t=$SECONDS
+    echo "=== $label $name: $*" >> "$log"
+    if "$@" >> "$log" 2>&1; then parts+=("$name ok $((SECONDS - t))s")
+    else parts+=("$name FAILED $((SECONDS - t))s"); ok=0; fi
+  }
+  build() {
+    { [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"; } &&
+      "$venv/bin/python" -m pip install -q --disable-pip-version-check "${TOOLS[@]}" &&
+      CARGO_TARGET_DIR=target/$label nice "$venv/bin/python" -m pip install -q \
+        --disable-pip-version-check --no-deps --force-reinstall . &&
+      "$venv/bin/python" -c 'import rsthread._thread'
+  }
+  step build build
+  if [ $ok = 1 ]; then
+    step pytest "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
+    step suites "$venv/bin/python" tests/cpython/compare.py --full
+    step diag "$venv/bin/python" scripts/deadlock_smoke.py
+  fi
+  local pyv suites tests
+  pyv=$("$py" -c 'import platform; print(platform.python_version())' 2>/dev/null)
+  tests=$(grep -Eo '[0-9]+ passed' "$log" | tail -1)
+  suites=$(grep '^summary ' "$log" | tail -1 | cut -d: -f2-)
+  echo "version $label (CPython $pyv): ${parts[*]}; pytest: ${tests:-?};${suites:- suites: ?}" \
+    | tee "$LOGDIR/$label.summary"
+  [ $ok = 1 ]
+}
+
+if [ "${1:-}" = --inside ]; then  # in the Debian root: run the sid-* labels given
+  shift; st=0
+  for label in "$@"; do one "$label" "python${label#sid-}" || st=1; done
+  exit $st
+fi
+
+labels=("$@")
+[ ${#labels[@]} -gt 0 ] || labels=(3.12 3.13 sid-3.13 sid-3.14 sid-3.15)
+mkdir -p "$LOGDIR"
+host=() sid=()
+for l in "${labels[@]}"; do case $l in sid-*) sid+=("$l") ;; *) host+=("$l") ;; esac; done
+
+host_lane() {
+  local st=0 l p
+  for l in "$@"; do
+    p=$(pyenv prefix "$(pyenv versions --bare | grep -E "^${l//./\\.}\.[0-9]+$" | tail -1)" 2>/dev/null)/bin/python$l
+    if [ ! -x "$p" ]; then echo "version $l: no pyenv interpreter" | tee "$LOGDIR/$l.summary"; st=1; continue; fi
+    one "$l" "$p" || st=1
+  done
+  return $st
+}
+sid_lane() {
+  [ $# -gt 0 ] || return 0
+  if [ -n "${RSTHREAD_SID_SRC:-}" ]; then
+    "$SID_TOOL" --run "cd $RSTHREAD_SID_SRC && scripts/versions.sh --inside $*"
+  else
+    "$SID_TOOL" --bind "$PWD" --run "cd /src && scripts/versions.sh --inside $*"
+  fi
+}
+
+host_lane "${host[@]}" > "$LOGDIR/host-lane.out" 2>&1 & hp=$!
+sid_lane "${sid[@]}" > "$LOGDIR/sid-lane.out" 2>&1 & sp=$!
+st=0
+wait $hp || st=1
+wait $sp || st=1
+for l in "${labels[@]}"; do cat "$LOGDIR/$l.summary" 2>/dev/null || { echo "version $l: no result"; st=1; }; done
+exit $st
