@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build and test rsthread on the CPython versions other than the host's 3.11
 # (issue 16): for each, a release build (`pip install .`) into its own
-# virtualenv (.venv-LABEL) and target dir (target/LABEL), both kept between
+# virtualenv and cargo target dir, both kept between runs (and between
+# clones) under $RSTHREAD_CACHE (default ~/.cache/rsthread: LABEL/venv,
+# LABEL/target; inside the Debian root, its own ~/.cache), so a CI run in a
+# fresh clone rebuilds incrementally;
 # runs; rsthread's pytest suite; CPython's own suites of that version, stock
 # and rsthread side by side (tests/cpython/compare.py --full); one
 # diagnostics smoke run (scripts/deadlock_smoke.py). One summary line per
@@ -18,13 +21,16 @@
 # every version passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-SID_TOOL=${SID_TOOL:-/work/shared/tools/sid-pythons.sh}
+# shared/ sits beside the repository (in CI too: a copy beside the clone).
+SID_TOOL=${SID_TOOL:-$(cd .. && pwd)/shared/tools/sid-pythons.sh}
+[ -f "$SID_TOOL" ] || [ ! -f /work/shared/tools/sid-pythons.sh ] || SID_TOOL=/work/shared/tools/sid-pythons.sh
+CACHE=${RSTHREAD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rsthread}
 LOGDIR=target/versions-logs
 TOOLS=("maturin>=1.9.4,<2" "pytest>=8" "pytest-timeout>=2.3" "perfetto>=0.59" "protobuf")
 
 # One version: LABEL PYTHON. Writes LOGDIR/LABEL.log and LOGDIR/LABEL.summary.
 one() {
-  local label=$1 py=$2 venv=.venv-$1 log=$LOGDIR/$1.log parts=() ok=1 t
+  local label=$1 py=$2 venv=$CACHE/$1/venv log=$LOGDIR/$1.log parts=() ok=1 t
   : > "$log"
   step() {  # NAME CMD...: run, time, record
     local name=$1; shift
@@ -36,7 +42,7 @@ one() {
   build() {
     { [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"; } &&
       "$venv/bin/python" -m pip install -q --disable-pip-version-check "${TOOLS[@]}" &&
-      CARGO_TARGET_DIR=target/$label nice "$venv/bin/python" -m pip install -q \
+      CARGO_TARGET_DIR=$CACHE/$label/target nice "$venv/bin/python" -m pip install -q \
         --disable-pip-version-check --no-deps --force-reinstall . &&
       "$venv/bin/python" -c 'import rsthread._thread'
   }
@@ -79,9 +85,9 @@ host_lane() {
 sid_lane() {
   [ $# -gt 0 ] || return 0
   if [ -n "${RSTHREAD_SID_SRC:-}" ]; then
-    "$SID_TOOL" --run "cd $RSTHREAD_SID_SRC && scripts/versions.sh --inside $*"
+    bash "$SID_TOOL" --run "cd $RSTHREAD_SID_SRC && scripts/versions.sh --inside $*"
   else
-    "$SID_TOOL" --bind "$PWD" --run "cd /src && scripts/versions.sh --inside $*"
+    bash "$SID_TOOL" --bind "$PWD" --run "cd /src && scripts/versions.sh --inside $*"
   fi
 }
 
