@@ -310,12 +310,13 @@ impl PyLocal {
         let ldict = Self::ldict(slf)?;
         if Self::is_dict_name(name)? {
             let tp = tp_name(&slf.get_type())?;
-            // 3.14+ formats the name with %R (any object compares equal
-            // to "__dict__" here); before, with '%U'.
-            let n = if cfg!(Py_3_14) {
-                name.repr()?.to_string()
-            } else {
-                format!("'{}'", name.cast::<PyString>()?.to_cow()?)
+            // 3.14+ (and later 3.13 patch releases) format the name with
+            // %R: any object may compare equal to "__dict__" here. Before,
+            // '%U', which only a str reaches; for a str both read the same
+            // unless it needs escapes.
+            let n = match name.cast::<PyString>() {
+                Ok(s) if !cfg!(Py_3_14) => format!("'{}'", s.to_cow()?),
+                _ => name.repr()?.to_string(),
             };
             return Err(PyAttributeError::new_err(format!(
                 "'{tp:.50}' object attribute {n} is read-only"
