@@ -64,7 +64,7 @@ one() {
   pyv=$("$py" -c 'import platform; print(platform.python_version())' 2>/dev/null)
   tests=$(grep -Eo '[0-9]+ passed' "$log" | tail -1)
   suites=$(grep '^summary ' "$log" | tail -1 | cut -d: -f2-)
-  echo "version $label (CPython $pyv): ${parts[*]}; pytest: ${tests:-?};${suites:- suites: ?}" \
+  echo "version $label (CPython $pyv): ${parts[*]};${tests:+ pytest: $tests;}${suites:- suites: ?}" \
     | tee "$LOGDIR/$label.summary"
   [ $ok = 1 ]
 }
