@@ -10,6 +10,9 @@ from pathlib import Path
 
 PRELUDE_RSTHREAD = "import rsthread; rsthread.install(); assert rsthread.installed()\n"
 PRELUDE_STOCK = "import sys; assert \"threading\" not in sys.modules\n"  # same line count
+# The function a module-level list comprehension runs in, as a site names it:
+# its own frame up to 3.11, inlined into the module from 3.12 (PEP 709).
+MODULE_LISTCOMP = "<listcomp>" if sys.version_info < (3, 12) else "<module>"
 
 
 def run_py(code: str, *, rsthread: bool = True, timeout: float = 60, env: dict | None = None,

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import line_of
+from helpers import MODULE_LISTCOMP, line_of
 from helpers import run_script as run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def test_deadlock_cycle_reported_with_threads_locks_and_tracebacks(tmp_path, n):
         assert f"Thread 'W-{i}' (ident 0x" in r.stderr
     assert r.stderr.count("    waits for Lock #") == n
     assert r.stderr.count("    holds Lock #") == n
-    assert f"created at scenario.py:{line_of(CYCLE, 'locks = [')} in <listcomp>" in r.stderr
+    assert f"created at scenario.py:{line_of(CYCLE, 'locks = [')} in {MODULE_LISTCOMP}" in r.stderr
     assert f"acquired at scenario.py:{line_of(CYCLE, 'with mine:  # the cycle')} in worker" in r.stderr
     assert r.stderr.count("Traceback (most recent call last):") == n
     # `with nxt:` at the top of every traceback
@@ -320,7 +320,7 @@ def test_lock_order_ring_of_same_site_locks(tmp_path):
     r = run(runner=["--lock-order"], script=EXAMPLES / "dining_philosophers.py", tmp_path=tmp_path)
     assert reports(r.stderr, "rsthread: lock-order inversion") == 1, r.stderr
     assert "5 locks created at the same site were taken in a cycle" in r.stderr, r.stderr
-    assert r.stderr.count(f"dining_philosophers.py:{FORKS_LINE} in <listcomp>") == 5
+    assert r.stderr.count(f"dining_philosophers.py:{FORKS_LINE} in {MODULE_LISTCOMP}") == 5
     assert all(f"Thread 'philosopher-{i}'" in r.stderr for i in range(5)), r.stderr
 
 

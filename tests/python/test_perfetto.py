@@ -23,7 +23,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import line_of
+from helpers import MODULE_LISTCOMP, line_of
 from helpers import run_script as run
 
 try:
@@ -375,9 +375,9 @@ def test_env_perfetto_trace_with_deadlock_marker(pb, tmp_path):
     report = m["args"]["report"]
     for i in range(5):
         assert f"philosopher-{i} (0x" in report
-    assert f"dining_philosophers.py:{FORKS_LINE} in <listcomp>" in report
+    assert f"dining_philosophers.py:{FORKS_LINE} in {MODULE_LISTCOMP}" in report
     # The cycle's waits, on the philosophers' tracks, are still open at exit.
-    forks = f"dining_philosophers.py:{FORKS_LINE} in <listcomp>"
+    forks = f"dining_philosophers.py:{FORKS_LINE} in {MODULE_LISTCOMP}"
     open_waits = [x for x in s["slices"] if x["name"].startswith("wait Lock ") and x["name"].endswith(forks)
                   and x["args"].get("open")]
     assert sorted(thread_of(s, x["track"])[2] for x in open_waits) == [f"philosopher-{i}" for i in range(5)]
