@@ -151,6 +151,53 @@ def test_doc_presence(thread_mod):
     assert lacking == []
 
 
+def test_docstrings_equal_stock(thread_mod):
+    # The running version's own wording (each version words them differently):
+    # every public callable, the lock types' methods and the types themselves.
+    diffs = []
+    for what, stock_obj, our_obj in _stock_and_ours(thread_mod):
+        if what != "module" and type(stock_obj).__doc__ != type(our_obj).__doc__:
+            diffs.append((f"type({what})", type(stock_obj).__doc__, type(our_obj).__doc__))
+        for name in dir(stock_obj):
+            if name.startswith("__") and name not in ("__enter__", "__exit__"):
+                continue
+            s_attr = getattr(stock_obj, name)
+            if not callable(s_attr) or what == "_ExceptHookArgs":
+                continue
+            o_attr = getattr(our_obj, name, None)
+            if getattr(s_attr, "__doc__", None) != getattr(o_attr, "__doc__", None):
+                diffs.append((f"{what}.{name}", s_attr.__doc__, getattr(o_attr, "__doc__", None)))
+    assert diffs == []
+
+
+def test_signatures_equal_stock(thread_mod):
+    # What inspect.signature (and so help(), IDEs) sees: equal to stock's, or
+    # refused on both sides (up to 3.12 most of _thread has no signature).
+    import inspect
+
+    def sig(f):
+        try:
+            return str(inspect.signature(f))
+        except (ValueError, TypeError) as e:
+            return type(e).__name__
+
+    diffs = []
+    for name in dir(STOCK):
+        s = getattr(STOCK, name)
+        if callable(s) and not name.startswith("__"):
+            o = getattr(thread_mod, name)
+            if sig(s) != sig(o):
+                diffs.append((name, sig(s), sig(o)))
+    for what, s_obj, o_obj in (("lock", STOCK.allocate_lock(), thread_mod.allocate_lock()),
+                               ("RLock", STOCK.RLock(), thread_mod.RLock())):
+        for name in dir(s_obj):
+            if name.startswith("__") and name not in ("__enter__", "__exit__"):
+                continue
+            if sig(getattr(s_obj, name)) != sig(getattr(o_obj, name)):
+                diffs.append((f"{what}.{name}", sig(getattr(s_obj, name)), sig(getattr(o_obj, name))))
+    assert diffs == []
+
+
 def test_text_signature_where_stock_has_one(thread_mod):
     diffs = []
     for what, stock_obj, our_obj in _stock_and_ours(thread_mod):

@@ -14,6 +14,7 @@ mod excepthook;
 mod handle;
 mod local;
 mod lock;
+mod stockdoc;
 mod thread;
 mod wait;
 
@@ -127,6 +128,7 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     if m.hasattr("__all__")? {
         m.delattr("__all__")?;
     }
+    stockdoc::apply(m)?;
     Ok(())
 }
 
