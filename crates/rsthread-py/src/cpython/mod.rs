@@ -160,7 +160,9 @@ pub(crate) unsafe fn write_unraisable_in_thread(func: *mut PyObject) {
 ///
 /// 3.12+ goes through the public `PyErr_DisplayException`, which writes to
 /// `sys.stderr`: when `file` is another object, `sys.stderr` is pointed at it
-/// for the call and put back after.
+/// for the call and put back after. 3.13+ first tries what stock tries first,
+/// `traceback._print_exception_bltin` (a private name of that version's
+/// `traceback`, which stock's display calls too).
 #[cfg_attr(not(Py_3_12), allow(unused_variables))]
 pub(crate) fn display_exception(
     py: Python<'_>,
@@ -193,6 +195,19 @@ pub(crate) fn display_exception(
             // As the interpreter's own display does: put the traceback on the
             // exception, or it would not be shown.
             value.setattr("__traceback__", tb)?;
+        }
+        // 3.13+: stock's display first calls `traceback._print_exception_bltin`,
+        // which writes to `sys.stderr` (or `sys.__stderr__` when that is None),
+        // not to `file`; only if that fails does it print to `file` itself.
+        #[cfg(Py_3_13)]
+        {
+            let shown = py
+                .import("traceback")
+                .and_then(|tb| tb.getattr("_print_exception_bltin"))
+                .and_then(|f| f.call1((value,)));
+            if shown.is_ok() {
+                return Ok(());
+            }
         }
         let sys = py.import("sys")?;
         let stderr = sys.getattr("stderr").ok();
