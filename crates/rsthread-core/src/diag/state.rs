@@ -19,8 +19,7 @@ mod registry;
 mod stats;
 
 use super::cell::{self, LockCell, ORPHANED};
-use super::report::{Deadlock, EventKind};
-use super::report::{HeldLock, Leak, LockRef, OrderInversion, ThreadRef};
+use super::report::{Deadlock, EventKind, HeldLock, Leak, LockRef, OrderInversion, ThreadRef};
 use super::timeline::{Event, Timeline, TraceData};
 use super::{LockClass, LockId, LockKind, ThreadId, PROFILE, TRACE, UNKNOWN_SITE};
 use order::OrderGraph;
