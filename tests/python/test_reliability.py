@@ -610,10 +610,11 @@ report(locks=NLOCKS, threads=NTHREADS, rss_before_mb=round(rss0, 1), rss_after_l
 """
 
 
+@pytest.mark.timeout(scale(400, 2000))
 def test_create_and_drop_locks_and_threads_returns_memory():
     nthreads = scale(100_000, 1_000_000)
     nlocks = scale(1_000_000, 10_000_000)
-    fig = figures(run_py(fill(RESOURCES, nlocks=nlocks, nthreads=nthreads), timeout=scale(100, 1800)))
+    fig = figures(run_py(fill(RESOURCES, nlocks=nlocks, nthreads=nthreads), timeout=scale(300, 1800)))
     assert fig["errors"] == []
     assert fig["refcount_arg"][0] == fig["refcount_arg"][1], "args passed to threads leaked references"
     assert fig["refcount_kwarg"][0] == fig["refcount_kwarg"][1], "kwargs passed to threads leaked references"
