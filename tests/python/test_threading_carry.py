@@ -14,16 +14,21 @@ from helpers import run_py
 
 def test_install_before_threading_is_complete():
     r = run_py("""
-        import _thread, threading, queue, concurrent.futures, logging, io
+        import _thread, threading, queue, concurrent.futures, logging, io, sys
         import rsthread._thread as rt
         assert _thread is rt
-        assert threading._allocate_lock is rt.allocate_lock and threading._start_new_thread is rt.start_new_thread
+        assert threading._allocate_lock is rt.allocate_lock
+        if sys.version_info >= (3, 13):  # thread handles
+            assert threading._start_joinable_thread is rt.start_joinable_thread
+            assert type(threading.main_thread()._handle) is rt._ThreadHandle
+        else:
+            assert threading._start_new_thread is rt.start_new_thread
+            # the main thread's sentinel is ours too
+            assert type(threading.main_thread()._tstate_lock) is rt.LockType
         assert type(threading.Lock()) is rt.LockType
         assert type(threading.RLock()) is rt.RLock
         assert threading.local is rt._local
         assert threading.excepthook is rt._excepthook
-        # the main thread's sentinel is ours too
-        assert type(threading.main_thread()._tstate_lock) is rt.LockType
         # a small thread pool / queue / condition / event / logging workload
         q = queue.Queue()
         def producer():
@@ -79,7 +84,10 @@ def test_install_after_threading_new_objects_use_rsthread():
         assert type(old_lock) is stock.LockType      # created before: stays stock
         assert type(old_local) is stock._local
         t = threading.Thread(target=lambda: None); t.start(); t.join()
-        assert type(t._tstate_lock) in (rt.LockType, type(None))
+        if hasattr(t, "_handle"):  # 3.13+: thread handles
+            assert type(t._handle) is rt._ThreadHandle
+        else:
+            assert type(t._tstate_lock) in (rt.LockType, type(None))
         e = threading.Event(); threading.Timer(0.01, e.set).start(); assert e.wait(10)
         rsthread.install()  # idempotent
         assert rsthread.installed()
@@ -119,7 +127,9 @@ def test_unraisable_from_start_new_thread_matches_stock():
     code = """
         import _thread, sys, time
         seen = []
-        sys.unraisablehook = lambda u: seen.append((u.err_msg, u.object.__name__, type(u.exc_value).__name__))
+        # 3.13+ names the function in err_msg (object None); earlier in object
+        sys.unraisablehook = lambda u: seen.append((u.err_msg.split(" at 0x")[0],
+            getattr(u.object, "__name__", None), type(u.exc_value).__name__))
         def f(): raise RuntimeError("x")
         def g(): raise SystemExit(3)
         done = _thread.allocate_lock()
@@ -242,8 +252,9 @@ def test_count_and_sentinel_with_threading():
             if _thread._count() == base: break
             time.sleep(0.01)
         assert _thread._count() == base
-        s = _thread._set_sentinel()
-        assert type(s) is _thread.LockType and not s.locked()
+        if hasattr(_thread, "_set_sentinel"):  # gone from 3.13
+            s = _thread._set_sentinel()
+            assert type(s) is _thread.LockType and not s.locked()
         print("OK")
     """)
     assert r.returncode == 0, r.stderr
