@@ -785,16 +785,24 @@ def _trim_frames(text: str) -> str:
 
 def _daemonize(t) -> None:
     """Make a started thread a daemon: the interpreter no longer waits for it
-    at exit (CPython 3.11's ``threading``: ``_daemonic`` and the set of
-    sentinels ``threading._shutdown`` joins; ``concurrent.futures`` joins its
-    workers at exit too)."""
+    at exit. Up to 3.12 ``threading._shutdown`` joins the sentinels in
+    ``threading._shutdown_locks``; from 3.13 ``_thread._shutdown`` waits for
+    every thread started as non-daemon, and rsthread's diagnostics module can
+    take one off that list. ``concurrent.futures`` joins its workers at exit
+    too."""
     import threading
 
     with contextlib.suppress(Exception):
         t._daemonic = True
-        lock = getattr(t, "_tstate_lock", None)
-        with threading._shutdown_locks_lock:
-            threading._shutdown_locks.discard(lock)
+    if hasattr(threading, "_shutdown_locks"):
+        with contextlib.suppress(Exception):
+            lock = getattr(t, "_tstate_lock", None)
+            with threading._shutdown_locks_lock:
+                threading._shutdown_locks.discard(lock)
+    else:
+        diag = sys.modules.get("rsthread._diag")
+        if diag is not None and hasattr(diag, "forget_at_shutdown") and t.ident is not None:
+            diag.forget_at_shutdown(t.ident)
     pool = sys.modules.get("concurrent.futures.thread")
     if pool is not None:
         with contextlib.suppress(Exception):
