@@ -1,0 +1,414 @@
+//! The lock paths taken while diagnostics are on (`diag::global().flags()
+//! != 0`), next to the lock types they work on.
+//!
+//! Each lock object's `diag_cell` slot points to its [`LockCell`] (null:
+//! never seen by diagnostics), made at creation when diagnostics are on,
+//! lazily otherwise (such a lock has an unknown site). An uncontended
+//! acquire and its release then update the cell without locks or map
+//! lookups (`rsthread_core::diag::cell`); waits and everything rarer take the
+//! diagnostics mutex. Sites, reports and the `rsthread._diag` module are in
+//! `crate::diag`, which knows nothing of the lock types.
+
+// std atomics, not the core's `sync` shim: the binding is never built under loom.
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::prelude::*;
+use rsthread_core::diag::{self, cell, DeadlockMode, LockCell, LockId, LockKind, SiteId};
+use rsthread_core::{ident, timeout::monotonic_ns, Acquire, Deadline};
+
+use super::{PyLock, PyRLock};
+use crate::args::UNSET_TIMEOUT;
+use crate::diag::{caller_site, deliver, edge_stack, report_deadlock, report_inversion};
+use crate::errors;
+use crate::wait::{acquire_timed_with, make_pending_calls};
+
+/// Next lock id (0 means "none yet").
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The cell in `slot`, if the lock has one.
+#[inline]
+fn cell_in(slot: &AtomicPtr<LockCell>) -> Option<&'static LockCell> {
+    // Relaxed: the slot is written under the GIL (creation, first use) and
+    // read under the GIL, except by `sentinel_release`, which only runs in
+    // the thread that created the sentinel.
+    let p = slot.load(Ordering::Relaxed);
+    // SAFETY: a non-null slot holds a pointer from `lock_created` /
+    // `cell_of` of the core: cells are 'static (never freed).
+    unsafe { p.as_ref() }
+}
+
+fn store_cell(slot: &AtomicPtr<LockCell>, c: &'static LockCell) {
+    // Relaxed: see cell_in.
+    slot.store(std::ptr::from_ref(c).cast_mut(), Ordering::Relaxed);
+}
+
+/// The cell of the lock with `slot`, registering the lock (of unknown
+/// site) if diagnostics never saw it.
+#[inline]
+pub(crate) fn cell_of(slot: &AtomicPtr<LockCell>) -> &'static LockCell {
+    // The slot lives inside the lock object (by now: at creation the object
+    // may still be moving into place), at one offset per type: its address
+    // orders lock objects as `id()` does (the lock-order id-order rule).
+    let addr = std::ptr::from_ref(slot) as u64;
+    if let Some(c) = cell_in(slot) {
+        if c.addr() != addr {
+            c.set_addr(addr);
+        }
+        return c;
+    }
+    // Relaxed: a unique number is all we need.
+    let c = diag::global().cell_of(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    store_cell(slot, c);
+    c.set_addr(addr);
+    c
+}
+
+/// The diagnostics id of the lock with `slot` (assigning one now if needed).
+pub(crate) fn id_of(slot: &AtomicPtr<LockCell>) -> LockId {
+    cell_of(slot).id()
+}
+
+/// Register a lock object just created (diagnostics on): id and site.
+pub(crate) fn lock_created(
+    py: Python<'_>,
+    slot: &AtomicPtr<LockCell>,
+    kind: LockKind,
+) -> &'static LockCell {
+    // Relaxed: a unique number is all we need.
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let c = diag::global().lock_created(id, kind, caller_site(py));
+    store_cell(slot, c);
+    c
+}
+
+/// `_at_fork_reinit` of a lock (diagnostics on): it is unlocked, held by
+/// nobody. Called before the real re-initialisation.
+pub(crate) fn lock_reinit(slot: &AtomicPtr<LockCell>) {
+    if let Some(c) = cell_in(slot) {
+        diag::global().lock_reinit(c.id());
+    }
+}
+
+/// A lock object is being freed.
+#[inline]
+pub(crate) fn lock_dropped(slot: &AtomicPtr<LockCell>) {
+    if let Some(c) = cell_in(slot) {
+        diag::global().lock_destroyed(c.id());
+    }
+}
+
+// ----- lock paths -------------------------------------------------------
+
+fn on_acquired(
+    py: Python<'_>,
+    c: &'static LockCell,
+    me: u64,
+    site: SiteId,
+    blocking: bool,
+    waited_ns: u64,
+    entered: bool,
+) {
+    if let Some(inv) = cell::acquired(c, me, site, blocking, waited_ns, entered) {
+        report_inversion(py, &inv);
+    }
+}
+
+/// Run `f` (a call into the state for an acquire or attempt of `c`), with
+/// the caller's Python stack given to the lock-order edges it may record.
+fn with_edge_stack<R>(
+    py: Python<'_>,
+    c: &'static LockCell,
+    blocking: bool,
+    f: impl FnOnce() -> R,
+) -> R {
+    if !blocking || !cell::may_add_edges(c) {
+        return f();
+    }
+    cell::set_edge_stack(edge_stack(py));
+    let r = f();
+    cell::set_edge_stack(None);
+    r
+}
+
+/// Record an uncontended acquire of `c` (just done): the fast path; the
+/// slow path (with a stack for new lock-order edges) if it declines.
+#[inline]
+fn acquired_now(py: Python<'_>, c: &'static LockCell, blocking: bool, entered: bool) {
+    let site = caller_site(py);
+    let r = cell::with_thread(|t| (t.acquired_fast(c, site, blocking, entered), t.me()));
+    let inv = match r {
+        Some((true, _)) => None,
+        Some((false, me)) => with_edge_stack(py, c, blocking, || {
+            cell::acquired_slow(c, me, site, blocking, 0, entered)
+        }),
+        None => cell::acquired_slow(c, ident::current(), site, blocking, 0, entered),
+    };
+    if let Some(inv) = inv {
+        report_inversion(py, &inv);
+    }
+}
+
+/// Record the coming release of `c` by the calling thread.
+#[inline]
+fn releasing(c: &'static LockCell) {
+    match cell::with_thread(|t| (t.released_fast(c), t.me())) {
+        Some((true, _)) => {}
+        Some((false, me)) => cell::released_slow(c, me),
+        None => cell::released_slow(c, ident::current()),
+    }
+}
+
+/// `wait_begin`, reporting a deadlock; `Err` (the wait closed) in raise mode.
+fn begin_wait(py: Python<'_>, me: u64, id: LockId, timed: bool) -> PyResult<()> {
+    if let Some(d) = diag::global().wait_begin(me, id, timed) {
+        if let Some(e) = deliver(py, d, me) {
+            diag::global().wait_end(me, id, false);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Longest sleep of a diagnosed wait under raise mode between two looks at
+/// a deadlock posted for the waiting thread.
+const POSTED_POLL_NS: u64 = 50_000_000;
+
+/// The slow path of a blocking acquire, with wait records around the sleep.
+#[allow(clippy::too_many_arguments)]
+fn blocking_wait<F>(
+    py: Python<'_>,
+    me: u64,
+    c: &'static LockCell,
+    site: SiteId,
+    timeout: i64,
+    entered: bool,
+    block: F,
+) -> PyResult<bool>
+where
+    F: Fn(Option<Deadline>) -> Acquire + Sync,
+{
+    let id = c.id();
+    let timed = timeout != UNSET_TIMEOUT;
+    let start = monotonic_ns();
+    // Lock-order edges at the attempt: the acquire may never succeed.
+    if let Some(inv) = with_edge_stack(py, c, true, || cell::attempting(c, me, site)) {
+        report_inversion(py, &inv);
+    }
+    begin_wait(py, me, id, timed)?;
+    let poll = diag::global().deadlock_mode() == DeadlockMode::Raise;
+    // Under raise mode, sleep in slices so that a deadlock posted for this
+    // thread (found by a bystander or the watchdog) is raised here: a slice
+    // that ends is reported as an interruption, which runs `pending` below.
+    let sliced = |d: Option<Deadline>| {
+        if !poll {
+            return block(d);
+        }
+        let s = Deadline::after_ns(POSTED_POLL_NS);
+        let s = d.map_or(s, |d| d.min(s));
+        match block(Some(s)) {
+            Acquire::TimedOut if Some(s) != d => Acquire::Interrupted,
+            r => r,
+        }
+    };
+    let r = acquire_timed_with(py, timeout, sliced, |py| {
+        if poll {
+            if let Some(d) = diag::global().take_deadlock(me) {
+                if let Some(e) = report_deadlock(py, &d, true) {
+                    return Err(e);
+                }
+            }
+        }
+        let before = cell::ops();
+        let r = make_pending_calls(py);
+        if r.is_ok() && cell::ops() != before {
+            // A handler took or released locks, which ended our wait record.
+            diag::global().wait_end(me, id, false);
+            begin_wait(py, me, id, timed)?;
+        }
+        r
+    });
+    match r {
+        Ok(true) => {
+            diag::global().wait_end(me, id, true);
+            on_acquired(
+                py,
+                c,
+                me,
+                site,
+                true,
+                monotonic_ns().saturating_sub(start).max(1),
+                entered,
+            );
+            Ok(true)
+        }
+        Ok(false) => {
+            diag::global().wait_end(me, id, false);
+            Ok(false)
+        }
+        Err(e) => {
+            diag::global().wait_end(me, id, false);
+            Err(e)
+        }
+    }
+}
+
+/// `lock.acquire` (`entered`: `lock.__enter__`) with diagnostics on
+/// (`timeout` parsed: ns, 0 try, unset).
+#[inline(never)]
+pub(crate) fn lock_acquire(
+    py: Python<'_>,
+    l: &PyLock,
+    timeout: i64,
+    entered: bool,
+) -> PyResult<bool> {
+    let c = cell_of(&l.diag_cell);
+    if l.raw.try_acquire() {
+        acquired_now(py, c, timeout != 0, entered);
+        return Ok(true);
+    }
+    let me = ident::current();
+    if timeout == 0 {
+        cell::acquire_failed(c, me);
+        return Ok(false);
+    }
+    let site = caller_site(py);
+    blocking_wait(py, me, c, site, timeout, entered, |d| {
+        l.raw.acquire_adaptive(d, &l.spin)
+    })
+}
+
+/// `lock.release` with diagnostics on.
+#[inline(never)]
+pub(crate) fn lock_release(l: &PyLock) -> PyResult<()> {
+    // A lock never seen has no hold to end.
+    if let Some(c) = cell_in(&l.diag_cell) {
+        if l.raw.is_locked() {
+            releasing(c);
+        }
+    }
+    l.raw.release().map_err(|_| errors::release_unlocked())
+}
+
+/// `RLock.acquire` with diagnostics on (every RLock hold is owned).
+#[inline(never)]
+pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResult<bool> {
+    let me = ident::current();
+    let c = cell_of(&l.diag_cell);
+    match l.raw.try_acquire(me) {
+        Ok(true) => {
+            acquired_now(py, c, timeout != 0, false);
+            return Ok(true);
+        }
+        Ok(false) => {}
+        Err(_) => return Err(PyOverflowError::new_err("Internal lock count overflowed")),
+    }
+    if timeout == 0 {
+        return Ok(false);
+    }
+    let site = caller_site(py);
+    blocking_wait(py, me, c, site, timeout, false, |d| {
+        l.raw.acquire_contended(me, d)
+    })
+}
+
+/// `RLock.release` with diagnostics on: the record first, if we own it.
+#[inline(never)]
+pub(crate) fn rlock_release(l: &PyRLock, me: u64) {
+    if l.raw.is_owned_by(me) {
+        releasing(cell_of(&l.diag_cell));
+    }
+}
+
+/// `RLock._release_save` with diagnostics on (before the real one).
+#[inline(never)]
+pub(crate) fn rlock_release_save(l: &PyRLock) {
+    let me = ident::current();
+    if l.raw.is_owned_by(me) {
+        diag::global().release_all(me, id_of(&l.diag_cell));
+    }
+}
+
+/// `RLock._acquire_restore` with diagnostics on: not interruptible, so a
+/// deadlock here is only reported (never raised).
+#[inline(never)]
+pub(crate) fn rlock_acquire_restore(py: Python<'_>, l: &PyRLock, owner: u64, count: u64) {
+    let me = ident::current();
+    let c = cell_of(&l.diag_cell);
+    let site = caller_site(py);
+    let mut waited = 0;
+    if !l.raw.try_acquire_inner() {
+        let start = monotonic_ns();
+        if let Some(d) = diag::global().wait_begin(me, c.id(), false) {
+            // Not interruptible: a raise-mode error goes to another thread
+            // of the cycle if there is one, else it is only reported.
+            let posted =
+                diag::global().deadlock_mode() == DeadlockMode::Raise && d.detected_by != me;
+            if posted {
+                diag::global().post_deadlock(d);
+            } else {
+                report_deadlock(py, &d, false);
+            }
+        }
+        py.detach(|| l.raw.acquire_inner_blocking());
+        diag::global().wait_end(me, c.id(), true);
+        waited = monotonic_ns().saturating_sub(start).max(1);
+    }
+    l.raw.restore(owner, count);
+    on_acquired(py, c, me, site, true, waited, false);
+    if count != 1 {
+        diag::global().set_rlock_depth(c.id(), count);
+    }
+}
+
+/// A `_set_sentinel` lock (diagnostics on).
+pub(crate) fn sentinel_created(l: &PyLock) {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let c = diag::global().lock_created(id, LockKind::Lock, diag::intern_site(SENTINEL_SITE));
+    store_cell(&l.diag_cell, c);
+    diag::global().mark_sentinel(id);
+}
+
+/// The creation site given to every thread sentinel.
+const SENTINEL_SITE: &str = "<thread sentinel> (Thread.join waits for it)";
+
+/// The thread's own sentinel is about to be released (no GIL needed).
+pub(crate) fn sentinel_release(l: &PyLock) {
+    if let Some(c) = cell_in(&l.diag_cell) {
+        if l.raw.is_locked() {
+            cell::released(c, ident::current());
+        }
+    }
+}
+
+// ----- rsthread._diag functions on lock objects ----------------------------
+
+fn slot_of<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<&'a AtomicPtr<LockCell>> {
+    if let Ok(l) = obj.cast::<PyLock>() {
+        return Ok(&l.get().diag_cell);
+    }
+    if let Ok(l) = obj.cast::<PyRLock>() {
+        return Ok(&l.get().diag_cell);
+    }
+    Err(PyTypeError::new_err("not an rsthread lock"))
+}
+
+/// Mark a lock as a thread sentinel (registering it if needed).
+#[pyfunction]
+pub(crate) fn mark_sentinel(lock: &Bound<'_, PyAny>) -> PyResult<()> {
+    diag::global().mark_sentinel(id_of(slot_of(lock)?));
+    Ok(())
+}
+
+/// The diagnostics id of a lock or RLock (assigned on first use).
+#[pyfunction]
+pub(crate) fn lock_id(lock: &Bound<'_, PyAny>) -> PyResult<u64> {
+    Ok(id_of(slot_of(lock)?))
+}
+
+/// Add the functions above to `rsthread._diag` (module init).
+pub(crate) fn add_diag_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(mark_sentinel, m)?)?;
+    m.add_function(wrap_pyfunction!(lock_id, m)?)?;
+    Ok(())
+}
