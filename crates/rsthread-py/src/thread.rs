@@ -19,7 +19,7 @@ use crate::errors;
 use crate::lock::PyLock;
 
 /// What a thread started by [`spawn_python_thread`] tells whoever asked to
-/// watch it (3.13+'s thread handles, `crate::handle`), from the new thread.
+/// watch it (3.13+'s thread handles, the `handle` module), from the new thread.
 pub(crate) trait ThreadWatch: Send + Sync {
     /// Before the thread takes the GIL.
     fn started(&self);

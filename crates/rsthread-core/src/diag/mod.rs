@@ -77,8 +77,9 @@
 //!    acquire of a plain lock: [`acquire_failed`](Diagnostics::acquire_failed). RLock `_release_save` →
 //!    [`release_all`](Diagnostics::release_all); `_acquire_restore` → [`acquired`](Diagnostics::acquired) then
 //!    [`set_rlock_depth`](Diagnostics::set_rlock_depth). Report a returned inversion (under [`LOCK_ORDER`]).
-//! 5. The slow path of a blocking acquire (the fast try failed), once per
-//!    sleep: [`wait_begin`](Diagnostics::wait_begin)`(me, lock, timed)` *before* blocking. If it
+//! 5. The slow path of a blocking acquire (the fast try failed):
+//!    [`acquire::acquire_blocking`] does all of what follows, given the
+//!    binding's wait and reports ([`acquire::Binding`]). Once per sleep: [`wait_begin`](Diagnostics::wait_begin)`(me, lock, timed)` *before* blocking. If it
 //!    returns a [`Deadlock`]: under [`DeadlockMode::Warn`] print it (with
 //!    `sys._current_frames()` for the threads in it) and keep waiting; under
 //!    [`DeadlockMode::Raise`] call [`wait_end`](Diagnostics::wait_end)`(me, lock, false)` and raise
@@ -154,6 +155,7 @@
 //! acquiring `x`, is reported once per pair (`transfer(a, b)` /
 //! `transfer(b, a)`); a same-class pair never makes a class self-edge.
 
+pub mod acquire;
 pub mod cell;
 mod report;
 mod sites;

@@ -1,5 +1,5 @@
 //! The diagnostics side of the binding, apart from the lock paths (those are
-//! `crate::lock::diagnosed`, which calls in here; nothing here knows the
+//! `lock::diagnosed`, which calls in here; nothing here knows the
 //! lock types):
 //!
 //! * [`site`]: acquire and creation sites from the Python frames, with the
@@ -10,7 +10,7 @@
 //! * [`module`]: the private module `rsthread._diag` (in `sys.modules` only,
 //!   so `_thread` keeps exactly stock's attributes; `rsthread.diagnostics` is
 //!   the public API) and the fork handlers;
-//! * here: the thread start and end hooks of `crate::thread`.
+//! * here: the thread start and end hooks the `thread` module calls.
 //!
 //! Everything here acts on the process-wide `rsthread_core::diag::global()`.
 
@@ -20,7 +20,7 @@ mod site;
 mod site_cache;
 
 pub(crate) use module::register;
-pub(crate) use report::{deliver, edge_stack, report_deadlock, report_inversion};
+pub(crate) use report::{edge_stack, report_deadlock, report_inversion};
 pub(crate) use site::caller_site;
 
 use pyo3::prelude::*;

@@ -2,17 +2,17 @@
 //! `sys.modules` only, so `_thread` keeps exactly stock's attributes;
 //! `rsthread.diagnostics` is the public API), and the fork handlers.
 //! The functions that take a lock object are added by
-//! `crate::lock::diagnosed` (this module does not know the lock types).
+//! `lock::diagnosed` (this module does not know the lock types).
 
 use pyo3::exceptions::PyOSError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use rsthread_core::diag::{self, DeadlockMode};
+use rsthread_core::diag::{self, acquire, DeadlockMode};
 use rsthread_core::{ident, timeout::monotonic_ns};
 
 use super::report::{
-    chain_dict, deliver, inversion_dict, leak_dict, snapshot_dict, stats_dict, thread_dict,
+    chain_dict, inversion_dict, leak_dict, report_deadlock, snapshot_dict, stats_dict, thread_dict,
     wait_dict,
 };
 
@@ -125,7 +125,7 @@ fn detect_deadlock(py: Python<'_>, ident: u64) -> PyResult<bool> {
         Some(d) => {
             // The caller (the watchdog) is never in the cycle: under raise
             // mode the error is posted to the cycle's thread.
-            if let Some(e) = deliver(py, d, ident) {
+            if let Some(e) = acquire::deliver(d, ident, |d, raise| report_deadlock(py, d, raise)) {
                 e.restore(py);
                 // SAFETY: attached; prints and clears the error just set.
                 unsafe { ffi::PyErr_WriteUnraisable(std::ptr::null_mut()) };

@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
 use rsthread_core::diag::{
-    self, ChainEnd, ClassStats, CycleThread, Deadlock, DeadlockMode, DeadlockRule, HeldLock, Leak,
-    LockClass, LockKind, LockRef, OrderInversion, Snapshot, ThreadRef, WaitChain, WaitState,
+    self, ChainEnd, ClassStats, CycleThread, Deadlock, DeadlockRule, HeldLock, Leak, LockClass,
+    LockKind, LockRef, OrderInversion, Snapshot, ThreadRef, WaitChain, WaitState,
 };
 
 static REPORTER: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -57,22 +57,6 @@ pub(crate) fn report_leaks(py: Python<'_>, leaks: &[Leak]) {
     if let Err(e) = r {
         eprintln!("rsthread: thread exited holding RLocks (report failed: {e})");
     }
-}
-
-/// Deliver deadlock `d`, found by thread `me`: under raise mode the error
-/// for `me` if `me` is the cycle's thread that gets it, else posted to
-/// that thread (which collects it during its wait); under warn mode
-/// printed here.
-pub(crate) fn deliver(py: Python<'_>, d: Deadlock, me: u64) -> Option<PyErr> {
-    if diag::global().deadlock_mode() != DeadlockMode::Raise {
-        report_deadlock(py, &d, false);
-        return None;
-    }
-    if d.detected_by == me {
-        return report_deadlock(py, &d, true);
-    }
-    diag::global().post_deadlock(d);
-    None
 }
 
 /// The caller's Python stack, formatted (`rsthread.diagnostics._stack_here`),

@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
-use rsthread_core::diag::{self, cell, DeadlockMode, LockCell, LockId, LockKind, SiteId};
+use rsthread_core::diag::{
+    self, acquire, cell, Deadlock, DeadlockMode, LockCell, LockId, LockKind, OrderInversion,
+};
 use rsthread_core::{ident, timeout::monotonic_ns, Acquire, Deadline};
 
 use super::{PyLock, PyRLock};
 use crate::args::UNSET_TIMEOUT;
-use crate::diag::{caller_site, deliver, edge_stack, report_deadlock, report_inversion};
+use crate::diag::{caller_site, edge_stack, report_deadlock, report_inversion};
 use crate::errors;
 use crate::wait::{acquire_timed_with, make_pending_calls};
 
@@ -100,52 +102,35 @@ pub(crate) fn lock_dropped(slot: &AtomicPtr<LockCell>) {
 
 // ----- lock paths -------------------------------------------------------
 
-fn on_acquired(
-    py: Python<'_>,
-    c: &'static LockCell,
-    me: u64,
-    site: SiteId,
-    blocking: bool,
-    waited_ns: u64,
-    entered: bool,
-) {
-    if let Some(inv) = cell::acquired(c, me, site, blocking, waited_ns, entered) {
-        report_inversion(py, &inv);
-    }
+/// What the core's diagnosed acquire needs from the binding (see
+/// `rsthread_core::diag::acquire`): reports in Python, and the wait of
+/// `crate::wait` (GIL released, signal handlers run between sleeps).
+struct PyWait<'py> {
+    py: Python<'py>,
+    /// The parsed timeout (ns; `UNSET_TIMEOUT`: forever).
+    timeout: i64,
 }
 
-/// Run `f` (a call into the state for an acquire or attempt of `c`), with
-/// the caller's Python stack given to the lock-order edges it may record.
-fn with_edge_stack<R>(
-    py: Python<'_>,
-    c: &'static LockCell,
-    blocking: bool,
-    f: impl FnOnce() -> R,
-) -> R {
-    if !blocking || !cell::may_add_edges(c) {
-        return f();
+impl acquire::Binding for PyWait<'_> {
+    type Error = PyErr;
+    fn edge_stack(&self) -> Option<String> {
+        edge_stack(self.py)
     }
-    cell::set_edge_stack(edge_stack(py));
-    let r = f();
-    cell::set_edge_stack(None);
-    r
-}
-
-/// Record an uncontended acquire of `c` (just done): the fast path; the
-/// slow path (with a stack for new lock-order edges) if it declines.
-#[inline]
-fn acquired_now(py: Python<'_>, c: &'static LockCell, blocking: bool, entered: bool) {
-    let site = caller_site(py);
-    let r = cell::with_thread(|t| (t.acquired_fast(c, site, blocking, entered), t.me()));
-    let inv = match r {
-        Some((true, _)) => None,
-        Some((false, me)) => with_edge_stack(py, c, blocking, || {
-            cell::acquired_slow(c, me, site, blocking, 0, entered)
-        }),
-        None => cell::acquired_slow(c, ident::current(), site, blocking, 0, entered),
-    };
-    if let Some(inv) = inv {
-        report_inversion(py, &inv);
+    fn inversion(&self, inv: &OrderInversion) {
+        report_inversion(self.py, inv);
+    }
+    fn deadlock(&self, d: &Deadlock, raise: bool) -> Option<PyErr> {
+        report_deadlock(self.py, d, raise)
+    }
+    fn run_handlers(&self) -> PyResult<()> {
+        make_pending_calls(self.py)
+    }
+    fn wait(
+        &self,
+        block: &(dyn Fn(Option<Deadline>) -> Acquire + Sync),
+        between: &mut dyn FnMut() -> PyResult<()>,
+    ) -> PyResult<bool> {
+        acquire_timed_with(self.py, self.timeout, block, |_| between())
     }
 }
 
@@ -159,100 +144,6 @@ fn releasing(c: &'static LockCell) {
     }
 }
 
-/// `wait_begin`, reporting a deadlock; `Err` (the wait closed) in raise mode.
-fn begin_wait(py: Python<'_>, me: u64, id: LockId, timed: bool) -> PyResult<()> {
-    if let Some(d) = diag::global().wait_begin(me, id, timed) {
-        if let Some(e) = deliver(py, d, me) {
-            diag::global().wait_end(me, id, false);
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// Longest sleep of a diagnosed wait under raise mode between two looks at
-/// a deadlock posted for the waiting thread.
-const POSTED_POLL_NS: u64 = 50_000_000;
-
-/// The slow path of a blocking acquire, with wait records around the sleep.
-#[allow(clippy::too_many_arguments)]
-fn blocking_wait<F>(
-    py: Python<'_>,
-    me: u64,
-    c: &'static LockCell,
-    site: SiteId,
-    timeout: i64,
-    entered: bool,
-    block: F,
-) -> PyResult<bool>
-where
-    F: Fn(Option<Deadline>) -> Acquire + Sync,
-{
-    let id = c.id();
-    let timed = timeout != UNSET_TIMEOUT;
-    let start = monotonic_ns();
-    // Lock-order edges at the attempt: the acquire may never succeed.
-    if let Some(inv) = with_edge_stack(py, c, true, || cell::attempting(c, me, site)) {
-        report_inversion(py, &inv);
-    }
-    begin_wait(py, me, id, timed)?;
-    let poll = diag::global().deadlock_mode() == DeadlockMode::Raise;
-    // Under raise mode, sleep in slices so that a deadlock posted for this
-    // thread (found by a bystander or the watchdog) is raised here: a slice
-    // that ends is reported as an interruption, which runs `pending` below.
-    let sliced = |d: Option<Deadline>| {
-        if !poll {
-            return block(d);
-        }
-        let s = Deadline::after_ns(POSTED_POLL_NS);
-        let s = d.map_or(s, |d| d.min(s));
-        match block(Some(s)) {
-            Acquire::TimedOut if Some(s) != d => Acquire::Interrupted,
-            r => r,
-        }
-    };
-    let r = acquire_timed_with(py, timeout, sliced, |py| {
-        if poll {
-            if let Some(d) = diag::global().take_deadlock(me) {
-                if let Some(e) = report_deadlock(py, &d, true) {
-                    return Err(e);
-                }
-            }
-        }
-        let before = cell::ops();
-        let r = make_pending_calls(py);
-        if r.is_ok() && cell::ops() != before {
-            // A handler took or released locks, which ended our wait record.
-            diag::global().wait_end(me, id, false);
-            begin_wait(py, me, id, timed)?;
-        }
-        r
-    });
-    match r {
-        Ok(true) => {
-            diag::global().wait_end(me, id, true);
-            on_acquired(
-                py,
-                c,
-                me,
-                site,
-                true,
-                monotonic_ns().saturating_sub(start).max(1),
-                entered,
-            );
-            Ok(true)
-        }
-        Ok(false) => {
-            diag::global().wait_end(me, id, false);
-            Ok(false)
-        }
-        Err(e) => {
-            diag::global().wait_end(me, id, false);
-            Err(e)
-        }
-    }
-}
-
 /// `lock.acquire` (`entered`: `lock.__enter__`) with diagnostics on
 /// (`timeout` parsed: ns, 0 try, unset).
 #[inline(never)]
@@ -263,19 +154,24 @@ pub(crate) fn lock_acquire(
     entered: bool,
 ) -> PyResult<bool> {
     let c = cell_of(&l.diag_cell);
+    let b = PyWait { py, timeout };
     if l.raw.try_acquire() {
-        acquired_now(py, c, timeout != 0, entered);
+        acquire::acquired_now(c, caller_site(py), timeout != 0, entered, &b);
         return Ok(true);
     }
-    let me = ident::current();
     if timeout == 0 {
-        cell::acquire_failed(c, me);
+        cell::acquire_failed(c, ident::current());
         return Ok(false);
     }
-    let site = caller_site(py);
-    blocking_wait(py, me, c, site, timeout, entered, |d| {
-        l.raw.acquire_adaptive(d, &l.spin)
-    })
+    let timed = timeout != UNSET_TIMEOUT;
+    acquire::acquire_blocking(
+        c,
+        caller_site(py),
+        timed,
+        entered,
+        |d| l.raw.acquire_adaptive(d, &l.spin),
+        &b,
+    )
 }
 
 /// `lock.release` with diagnostics on.
@@ -295,9 +191,10 @@ pub(crate) fn lock_release(l: &PyLock) -> PyResult<()> {
 pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResult<bool> {
     let me = ident::current();
     let c = cell_of(&l.diag_cell);
+    let b = PyWait { py, timeout };
     match l.raw.try_acquire(me) {
         Ok(true) => {
-            acquired_now(py, c, timeout != 0, false);
+            acquire::acquired_now(c, caller_site(py), timeout != 0, false, &b);
             return Ok(true);
         }
         Ok(false) => {}
@@ -306,10 +203,15 @@ pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResu
     if timeout == 0 {
         return Ok(false);
     }
-    let site = caller_site(py);
-    blocking_wait(py, me, c, site, timeout, false, |d| {
-        l.raw.acquire_contended(me, d)
-    })
+    let timed = timeout != UNSET_TIMEOUT;
+    acquire::acquire_blocking(
+        c,
+        caller_site(py),
+        timed,
+        false,
+        |d| l.raw.acquire_contended(me, d),
+        &b,
+    )
 }
 
 /// `RLock.release` with diagnostics on: the record first, if we own it.
@@ -355,7 +257,9 @@ pub(crate) fn rlock_acquire_restore(py: Python<'_>, l: &PyRLock, owner: u64, cou
         waited = monotonic_ns().saturating_sub(start).max(1);
     }
     l.raw.restore(owner, count);
-    on_acquired(py, c, me, site, true, waited, false);
+    if let Some(inv) = cell::acquired(c, me, site, true, waited, false) {
+        report_inversion(py, &inv);
+    }
     if count != 1 {
         diag::global().set_rlock_depth(c.id(), count);
     }
