@@ -3,7 +3,7 @@
 //! do ([`Binding`]: format a stack, report, release the GIL and run signal
 //! handlers); the bookkeeping around the wait is done here, in order:
 //!
-//! 1. the lock-order edges at the attempt ([`cell::attempting`]: the acquire
+//! 1. the lock-order edges at the attempt (`cell::attempting`: the acquire
 //!    may never succeed, the edges count all the same);
 //! 2. [`wait_begin`](super::Diagnostics::wait_begin): a deadlock this wait closes
 //!    is delivered ([`deliver`]); under [`DeadlockMode::Raise`] the wait

@@ -424,7 +424,7 @@ thread_local! {
 
 /// Give the stack (formatted by the binding) that lock-order edges recorded
 /// by this thread's coming calls keep; `None` to clear it after them.
-pub fn set_edge_stack(stack: Option<String>) {
+pub(crate) fn set_edge_stack(stack: Option<String>) {
     let _ = EDGE_STACK.try_with(|s| *s.borrow_mut() = stack.map(std::sync::Arc::from));
 }
 
@@ -436,7 +436,7 @@ pub(crate) fn edge_stack() -> Option<std::sync::Arc<str>> {
 /// Whether a blocking acquire (or attempt) of `cell` by the calling thread
 /// may record a new lock-order edge (it holds an ordering lock with an edge
 /// to `cell` not known as recorded): then the binding gives a stack.
-pub fn may_add_edges(cell: &LockCell) -> bool {
+pub(crate) fn may_add_edges(cell: &LockCell) -> bool {
     if global().flags() & LOCK_ORDER == 0 {
         return false;
     }
@@ -514,7 +514,7 @@ pub(crate) fn next_seq() -> u64 {
 /// A counter of the calling thread's acquires and releases seen by
 /// diagnostics: a wait compares it before and after running signal handlers
 /// to notice that a handler took or released locks.
-pub fn ops() -> u64 {
+pub(crate) fn ops() -> u64 {
     with_thread(|l| l.ops).unwrap_or(0)
 }
 
@@ -663,7 +663,7 @@ impl ThreadDiag {
     /// The fast path of [`acquired`]: true if the acquire is fully recorded,
     /// false if the caller must call [`acquired`] (the slow path).
     #[inline]
-    pub fn acquired_fast(
+    pub(crate) fn acquired_fast(
         &mut self,
         cell: &'static LockCell,
         site: SiteId,
@@ -757,7 +757,7 @@ pub fn acquired(
 
 /// The slow path of [`acquired`] (after [`ThreadDiag::acquired_fast`]
 /// declined): the state does it all, with our hold stack for the edges.
-pub fn acquired_slow(
+pub(crate) fn acquired_slow(
     cell: &'static LockCell,
     me: ThreadId,
     site: SiteId,
@@ -795,7 +795,11 @@ pub fn acquired_slow(
 /// The calling thread (`me`) begins a blocking acquire of the lock of
 /// `cell` at `site` (the fast try failed): record its lock-order edges now
 /// (see [`super::Diagnostics::attempt`]). Call outside [`with_thread`].
-pub fn attempting(cell: &'static LockCell, me: ThreadId, site: SiteId) -> Option<OrderInversion> {
+pub(crate) fn attempting(
+    cell: &'static LockCell,
+    me: ThreadId,
+    site: SiteId,
+) -> Option<OrderInversion> {
     let g = global();
     if g.flags() & LOCK_ORDER == 0 {
         return None;

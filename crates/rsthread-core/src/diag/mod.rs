@@ -49,9 +49,10 @@
 //!    lock first seen later gets one from [`cell_of`](Diagnostics::cell_of)); [`lock_destroyed`](Diagnostics::lock_destroyed) in
 //!    dealloc (when the lock was registered; calling it for unknown ids is
 //!    harmless). The binding feeds acquires and releases of its own thread
-//!    through [`cell::acquired`] / [`cell::released`] (fast path, falling
-//!    back to the functions below), and non-blocking failures through
-//!    [`cell::acquire_failed`].
+//!    through [`acquire::acquired_now`] (uncontended),
+//!    [`acquire::acquire_blocking`] (the whole wait) and [`cell::released`]
+//!    (fast path, falling back to the methods below), and non-blocking
+//!    failures through [`cell::acquire_failed`].
 //!    Thread sentinels (`_set_sentinel`, the `_tstate_lock` that
 //!    `Thread.join` waits on) additionally get [`mark_sentinel`](Diagnostics::mark_sentinel).
 //! 3. Threads: [`thread_started`](Diagnostics::thread_started) at bootstrap (ident, native id, name),
