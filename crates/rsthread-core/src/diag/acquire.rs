@@ -18,7 +18,8 @@
 //!
 //! An uncontended acquire is [`acquired_now`].
 
-use super::{cell, global, Deadlock, DeadlockMode, LockCell, OrderInversion, SiteId, ThreadId};
+use super::cell::{self, ThreadDiag};
+use super::{global, Deadlock, DeadlockMode, LockCell, OrderInversion, SiteId, ThreadId};
 use crate::lock::Acquire;
 use crate::timeout::{monotonic_ns, Deadline};
 
@@ -31,6 +32,10 @@ pub trait Binding {
     /// What the binding raises (a deadlock error, what a signal handler
     /// raised).
     type Error;
+    /// The caller's site (interned). `t`: the calling thread's record, where
+    /// the binding may keep a cache ([`ThreadDiag::ext`]); `None` while the
+    /// thread is being torn down.
+    fn site(&self, t: Option<&mut ThreadDiag>) -> SiteId;
     /// The caller's stack, kept with the new lock-order edges this acquire
     /// records (asked only when it may record one).
     fn edge_stack(&self) -> Option<String>;
@@ -86,25 +91,26 @@ fn with_edge_stack<B: Binding, R>(c: &LockCell, blocking: bool, b: &B, f: impl F
     r
 }
 
-/// The calling thread acquired the lock of `c` without waiting (just now),
-/// at `site` (`blocking`: not a try; `entered`: through `__enter__`): the
-/// fast path, else the state (with a stack when it may record a new
-/// lock-order edge). An inversion it reveals is reported.
+/// The calling thread acquired the lock of `c` without waiting (just now)
+/// (`blocking`: not a try; `entered`: through `__enter__`): its site and
+/// the fast path in one visit of the thread's record, else the state (with
+/// a stack when it may record a new lock-order edge). An inversion it
+/// reveals is reported.
 #[inline]
-pub fn acquired_now<B: Binding>(
-    c: &'static LockCell,
-    site: SiteId,
-    blocking: bool,
-    entered: bool,
-    b: &B,
-) {
-    let r = cell::with_thread(|t| (t.acquired_fast(c, site, blocking, entered), t.me()));
+pub fn acquired_now<B: Binding>(c: &'static LockCell, blocking: bool, entered: bool, b: &B) {
+    let r = cell::with_thread(|t| {
+        let site = b.site(Some(&mut *t));
+        (t.acquired_fast(c, site, blocking, entered), site, t.me())
+    });
     let inv = match r {
-        Some((true, _)) => return,
-        Some((false, me)) => with_edge_stack(c, blocking, b, || {
+        Some((true, _, _)) => return,
+        Some((false, site, me)) => with_edge_stack(c, blocking, b, || {
             cell::acquired_slow(c, me, site, blocking, 0, entered)
         }),
-        None => cell::acquired_slow(c, crate::ident::current(), site, blocking, 0, entered),
+        None => {
+            let site = b.site(None);
+            cell::acquired_slow(c, crate::ident::current(), site, blocking, 0, entered)
+        }
     };
     if let Some(inv) = inv {
         b.inversion(&inv);
@@ -124,14 +130,13 @@ fn begin_wait<B: Binding>(me: ThreadId, c: &LockCell, timed: bool, b: &B) -> Res
     Ok(())
 }
 
-/// A blocking acquire of the lock of `c` by the calling thread, at `site`,
-/// whose first try failed: the whole wait with its bookkeeping (see the
+/// A blocking acquire of the lock of `c` by the calling thread, whose first
+/// try failed: the whole wait with its bookkeeping (see the
 /// module docs). `timed`: a timeout was given; `entered`: through
 /// `__enter__`; `block` sleeps on the real lock until a deadline. Returns
 /// whether the lock was taken, or the binding's error.
 pub fn acquire_blocking<B, F>(
     c: &'static LockCell,
-    site: SiteId,
     timed: bool,
     entered: bool,
     block: F,
@@ -142,7 +147,8 @@ where
     F: Fn(Option<Deadline>) -> Acquire + Sync,
 {
     let g = global();
-    let me = cell::with_thread(|t| t.me()).unwrap_or_else(crate::ident::current);
+    let (site, me) = cell::with_thread(|t| (b.site(Some(&mut *t)), t.me()))
+        .unwrap_or_else(|| (b.site(None), crate::ident::current()));
     let start = monotonic_ns();
     if let Some(inv) = with_edge_stack(c, true, b, || cell::attempting(c, me, site)) {
         b.inversion(&inv);

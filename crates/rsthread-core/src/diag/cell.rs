@@ -32,6 +32,7 @@ use super::{
 };
 use crate::timeout::{coarse_ns, monotonic_ns};
 use rustc_hash::FxHashSet;
+use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -410,6 +411,8 @@ pub struct ThreadDiag {
     seq: u64,
     /// Acquires and releases recorded by this thread (see [`ops`]).
     ops: u64,
+    /// The caller's own per-thread data (see [`ThreadDiag::ext`]).
+    ext: Option<(TypeId, Box<dyn Any>)>,
     /// Kernel thread id for timeline events (0 until first needed).
     tid: u64,
     /// Timeline events not handed to the state yet (see [`take_events`]).
@@ -461,6 +464,7 @@ thread_local! {
             sync: false,
             seq: 0,
             ops: 0,
+            ext: None,
             tid: 0,
             events: Vec::new(),
         })
@@ -552,6 +556,28 @@ impl ThreadDiag {
     #[inline]
     pub fn me(&self) -> ThreadId {
         self.me
+    }
+
+    /// Per-thread data of the caller's own, of type `T` (made with
+    /// `T::default()` on first use), so that an operation reaches its
+    /// thread's records in one thread-local access (the binding keeps its
+    /// site cache here). The core never looks inside.
+    #[inline]
+    pub fn ext<T: Any + Default>(&mut self) -> &mut T {
+        // The type is compared here, not through `dyn Any` (a virtual call
+        // per operation).
+        if self
+            .ext
+            .as_ref()
+            .is_none_or(|(t, _)| *t != TypeId::of::<T>())
+        {
+            self.ext = Some((TypeId::of::<T>(), Box::<T>::default()));
+        }
+        let (_, b) = self.ext.as_mut().expect("stored above");
+        let p: *mut dyn Any = &mut **b;
+        // SAFETY: the box holds a `T`: it was stored with `TypeId::of::<T>()`
+        // just above or earlier, and the pair is only ever written here.
+        unsafe { &mut *p.cast::<T>() }
     }
 
     /// The live holds, oldest first, except `except` (for the slow path).
@@ -839,5 +865,22 @@ pub fn released_slow(cell: &'static LockCell, me: ThreadId) {
 pub fn acquire_failed(cell: &LockCell, me: ThreadId) {
     if cell.kind() == LockKind::Lock && cell.holder_raw() == me {
         cell.set_bit(SELF_BLOCKED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext_keeps_one_value_per_thread_and_replaces_another_type() {
+        let got = with_thread(|t| {
+            *t.ext::<u32>() += 5;
+            *t.ext::<u32>() += 1;
+            let kept = *t.ext::<u32>();
+            let other = *t.ext::<u64>();
+            (kept, other, *t.ext::<u32>())
+        });
+        assert_eq!(got, Some((6, 0, 0)), "a u32 kept, then replaced by a u64");
     }
 }

@@ -21,7 +21,7 @@ mod site_cache;
 
 pub(crate) use module::register;
 pub(crate) use report::{edge_stack, report_deadlock, report_inversion};
-pub(crate) use site::caller_site;
+pub(crate) use site::{caller_site, caller_site_in};
 
 use pyo3::prelude::*;
 use rsthread_core::{diag, ident};

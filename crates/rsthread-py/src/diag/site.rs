@@ -4,8 +4,8 @@
 //!
 //! The common case costs a few loads: the frames are read from CPython's
 //! interpreter frames (no frame objects are created) and the site is cached
-//! per thread ([`super::site_cache`]) by the instruction pointers of the
-//! frames walked. A miss walks frame objects (exact, slower) and fills the
+//! per thread ([`super::site_cache`], kept in the thread's core diagnostics
+//! record) by the instruction pointers of the frames walked. A miss walks frame objects (exact, slower) and fills the
 //! process-wide table of code objects seen ([`SITE_CACHE`]), which keeps
 //! them alive so that the addresses the per-thread caches key on are never
 //! reused.
@@ -15,9 +15,10 @@ use std::sync::Mutex;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use rsthread_core::diag::cell::{self, ThreadDiag};
 use rsthread_core::diag::{intern_site, SiteId, UNKNOWN_SITE};
 
-use super::site_cache::{with_thread_sites, ThreadSites};
+use super::site_cache::ThreadSites;
 use crate::cpython::frames;
 
 /// How many frames we look at to leave threading/queue/concurrent.futures.
@@ -190,23 +191,30 @@ fn fill_site_cache(c: &mut ThreadSites, site: SiteId) {
     }
 }
 
+/// The site of the calling Python code, through the thread's cache.
+fn site_in(py: Python<'_>, c: &mut ThreadSites) -> SiteId {
+    if let Some(s) = cached_site(c) {
+        return s;
+    }
+    let s = caller_site_slow(py);
+    fill_site_cache(c, s);
+    s
+}
+
+/// [`caller_site`] given the calling thread's diagnostics record (`None`
+/// while the thread is torn down), which keeps the thread's cache.
+#[inline]
+pub(crate) fn caller_site_in(py: Python<'_>, t: Option<&mut ThreadDiag>) -> SiteId {
+    match t {
+        Some(t) => site_in(py, t.ext::<ThreadSites>()),
+        None => caller_site_slow(py),
+    }
+}
+
 /// The calling Python code's site: the first frame outside threading.py,
 /// queue.py and concurrent/ (their module-level code excepted) and the import
 /// machinery, within a few levels, plus the innermost frame when it was
 /// skipped; else the innermost frame. Through the thread's cache.
-#[inline]
 pub(crate) fn caller_site(py: Python<'_>) -> SiteId {
-    if let Some(Some(s)) = with_thread_sites(|c| cached_site(c)) {
-        return s;
-    }
-    caller_site_miss(py)
-}
-
-/// [`caller_site`] on a cache miss: the slow lookup, then fill the cache.
-#[cold]
-#[inline(never)]
-fn caller_site_miss(py: Python<'_>) -> SiteId {
-    let s = caller_site_slow(py);
-    let _ = with_thread_sites(|c| fill_site_cache(c, s));
-    s
+    cell::with_thread(|t| caller_site_in(py, Some(t))).unwrap_or_else(|| caller_site_slow(py))
 }

@@ -1,7 +1,8 @@
 //! The per-thread site cache (pure Rust, no Python): what lets an acquire
-//! with diagnostics on find its site with a few loads and no lock.
-
-use std::cell::RefCell;
+//! with diagnostics on find its site with a few loads and no lock. Each
+//! thread's is kept in its core diagnostics record
+//! (`rsthread_core::diag::cell::ThreadDiag::ext`), which an acquire visits
+//! anyway: one thread-local access for both.
 
 use rsthread_core::diag::SiteId;
 
@@ -69,32 +70,16 @@ impl ThreadSites {
     }
 }
 
-/// An empty [`ThreadSites`], built on the heap (it is 32 KiB).
-#[cold]
-#[inline(never)]
-fn new_site_cache() -> Box<ThreadSites> {
-    Box::new(ThreadSites {
-        skip: vec![(0, false); 1 << SKIP_BITS].into_boxed_slice(),
-        sites: vec![(0, 0); 1 << SITE_BITS].into_boxed_slice(),
-    })
-}
-
-thread_local! {
-    /// This thread's cache, made on first use.
-    static SITES: RefCell<Option<Box<ThreadSites>>> = const { RefCell::new(None) };
-}
-
-/// Run `f` on the calling thread's cache (made on first use); `None` while
-/// the thread is being torn down or when called from inside `f`.
-#[inline]
-pub(crate) fn with_thread_sites<R>(f: impl FnOnce(&mut ThreadSites) -> R) -> Option<R> {
-    SITES
-        .try_with(|s| {
-            let mut s = s.try_borrow_mut().ok()?;
-            Some(f(s.get_or_insert_with(new_site_cache)))
-        })
-        .ok()
-        .flatten()
+impl Default for ThreadSites {
+    /// Empty tables, on the heap (32 KiB).
+    #[cold]
+    #[inline(never)]
+    fn default() -> ThreadSites {
+        ThreadSites {
+            skip: vec![(0, false); 1 << SKIP_BITS].into_boxed_slice(),
+            sites: vec![(0, 0); 1 << SITE_BITS].into_boxed_slice(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +88,7 @@ mod tests {
 
     #[test]
     fn site_cache_keeps_two_colliding_keys() {
-        let mut c = new_site_cache();
+        let mut c = ThreadSites::default();
         // Three code addresses that fall in one pair of slots.
         let set = set_of(0x1000, SKIP_BITS);
         let keys: Vec<u64> = (1..)

@@ -14,14 +14,15 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
+use rsthread_core::diag::cell::ThreadDiag;
 use rsthread_core::diag::{
-    self, acquire, cell, Deadlock, DeadlockMode, LockCell, LockId, LockKind, OrderInversion,
+    self, acquire, cell, Deadlock, DeadlockMode, LockCell, LockId, LockKind, OrderInversion, SiteId,
 };
 use rsthread_core::{ident, timeout::monotonic_ns, Acquire, Deadline};
 
 use super::{PyLock, PyRLock};
 use crate::args::UNSET_TIMEOUT;
-use crate::diag::{caller_site, edge_stack, report_deadlock, report_inversion};
+use crate::diag::{caller_site, caller_site_in, edge_stack, report_deadlock, report_inversion};
 use crate::errors;
 use crate::wait::{acquire_timed_with, make_pending_calls};
 
@@ -113,6 +114,9 @@ struct PyWait<'py> {
 
 impl acquire::Binding for PyWait<'_> {
     type Error = PyErr;
+    fn site(&self, t: Option<&mut ThreadDiag>) -> SiteId {
+        caller_site_in(self.py, t)
+    }
     fn edge_stack(&self) -> Option<String> {
         edge_stack(self.py)
     }
@@ -156,7 +160,7 @@ pub(crate) fn lock_acquire(
     let c = cell_of(&l.diag_cell);
     let b = PyWait { py, timeout };
     if l.raw.try_acquire() {
-        acquire::acquired_now(c, caller_site(py), timeout != 0, entered, &b);
+        acquire::acquired_now(c, timeout != 0, entered, &b);
         return Ok(true);
     }
     if timeout == 0 {
@@ -166,7 +170,6 @@ pub(crate) fn lock_acquire(
     let timed = timeout != UNSET_TIMEOUT;
     acquire::acquire_blocking(
         c,
-        caller_site(py),
         timed,
         entered,
         |d| l.raw.acquire_adaptive(d, &l.spin),
@@ -194,7 +197,7 @@ pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResu
     let b = PyWait { py, timeout };
     match l.raw.try_acquire(me) {
         Ok(true) => {
-            acquire::acquired_now(c, caller_site(py), timeout != 0, false, &b);
+            acquire::acquired_now(c, timeout != 0, false, &b);
             return Ok(true);
         }
         Ok(false) => {}
@@ -204,14 +207,7 @@ pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResu
         return Ok(false);
     }
     let timed = timeout != UNSET_TIMEOUT;
-    acquire::acquire_blocking(
-        c,
-        caller_site(py),
-        timed,
-        false,
-        |d| l.raw.acquire_contended(me, d),
-        &b,
-    )
+    acquire::acquire_blocking(c, timed, false, |d| l.raw.acquire_contended(me, d), &b)
 }
 
 /// `RLock.release` with diagnostics on: the record first, if we own it.
