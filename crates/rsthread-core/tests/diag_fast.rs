@@ -43,7 +43,7 @@ impl Lk {
         }
     }
     fn give(&self) {
-        cell::released(self.cell, ident::current());
+        cell::released(self.cell);
         self.raw.release().unwrap();
     }
 }

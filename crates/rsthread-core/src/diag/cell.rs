@@ -731,7 +731,7 @@ impl ThreadDiag {
     /// The fast path of [`released`]: true if the release is fully
     /// recorded, false if the caller must call [`released`].
     #[inline]
-    pub fn released_fast(&mut self, cell: &'static LockCell) -> bool {
+    pub(crate) fn released_fast(&mut self, cell: &'static LockCell) -> bool {
         let Some(flags) = self.fast_flags(cell) else {
             return false;
         };
@@ -838,17 +838,18 @@ pub(crate) fn attempting(
     inv
 }
 
-/// The calling thread (`me`) is about to release the lock of `cell` (one
-/// level of an RLock). Call while it is still held, outside [`with_thread`].
-pub fn released(cell: &'static LockCell, me: ThreadId) {
-    if with_thread(|l| l.released_fast(cell)) == Some(true) {
-        return;
+/// The calling thread is about to release the lock of `cell` (one level of
+/// an RLock). Call while it is still held, outside [`with_thread`].
+pub fn released(cell: &'static LockCell) {
+    match with_thread(|l| (l.released_fast(cell), l.me)) {
+        Some((true, _)) => {}
+        Some((false, me)) => released_slow(cell, me),
+        None => released_slow(cell, crate::ident::current()),
     }
-    released_slow(cell, me)
 }
 
 /// The slow path of [`released`].
-pub fn released_slow(cell: &'static LockCell, me: ThreadId) {
+pub(crate) fn released_slow(cell: &'static LockCell, me: ThreadId) {
     super::flush_events();
     global().released(me, cell.id());
     let _ = with_thread(|l| {

@@ -138,16 +138,6 @@ impl acquire::Binding for PyWait<'_> {
     }
 }
 
-/// Record the coming release of `c` by the calling thread.
-#[inline]
-fn releasing(c: &'static LockCell) {
-    match cell::with_thread(|t| (t.released_fast(c), t.me())) {
-        Some((true, _)) => {}
-        Some((false, me)) => cell::released_slow(c, me),
-        None => cell::released_slow(c, ident::current()),
-    }
-}
-
 /// `lock.acquire` (`entered`: `lock.__enter__`) with diagnostics on
 /// (`timeout` parsed: ns, 0 try, unset).
 #[inline(never)]
@@ -183,7 +173,7 @@ pub(crate) fn lock_release(l: &PyLock) -> PyResult<()> {
     // A lock never seen has no hold to end.
     if let Some(c) = cell_in(&l.diag_cell) {
         if l.raw.is_locked() {
-            releasing(c);
+            cell::released(c);
         }
     }
     l.raw.release().map_err(|_| errors::release_unlocked())
@@ -214,7 +204,7 @@ pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResu
 #[inline(never)]
 pub(crate) fn rlock_release(l: &PyRLock, me: u64) {
     if l.raw.is_owned_by(me) {
-        releasing(cell_of(&l.diag_cell));
+        cell::released(cell_of(&l.diag_cell));
     }
 }
 
@@ -276,7 +266,7 @@ const SENTINEL_SITE: &str = "<thread sentinel> (Thread.join waits for it)";
 pub(crate) fn sentinel_release(l: &PyLock) {
     if let Some(c) = cell_in(&l.diag_cell) {
         if l.raw.is_locked() {
-            cell::released(c, ident::current());
+            cell::released(c);
         }
     }
 }
