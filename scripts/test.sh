@@ -21,6 +21,7 @@ stage clippy cargo clippy --workspace --all-targets -- -D warnings
 stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 stage ruff .venv/bin/ruff check python tests benchmarks examples scripts
 stage rust-core cargo test -p rsthread-core
+stage rust-binding cargo test -p rsthread-py
 stage loom env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
   cargo test -p rsthread-core --release --test loom
 stage pytest .venv/bin/python -m pytest -q -p no:cacheprovider tests/python

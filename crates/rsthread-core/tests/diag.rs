@@ -370,39 +370,50 @@ fn chrome_trace_after_wrap_still_valid() {
 /// The process-wide instance; one test only, so nothing else races with it.
 #[test]
 fn global_instance_and_fork() {
-    assert_eq!(diag::flags(), 0, "off by default");
+    assert_eq!(diag::global().flags(), 0, "off by default");
     assert!(std::ptr::eq(diag::global(), diag::global()));
-    diag::set_flags(diag::DEADLOCK | diag::LOCK_ORDER | diag::PROFILE);
-    diag::set_deadlock_mode(diag::DeadlockMode::Raise);
-    assert_eq!(diag::deadlock_mode(), diag::DeadlockMode::Raise);
-    diag::set_report_timed(false);
-    assert!(!diag::report_timed());
-    diag::set_timeline_capacity(1 << 10);
+    diag::global().set_flags(diag::DEADLOCK | diag::LOCK_ORDER | diag::PROFILE);
+    diag::global().set_deadlock_mode(diag::DeadlockMode::Raise);
+    assert_eq!(diag::global().deadlock_mode(), diag::DeadlockMode::Raise);
+    diag::global().set_report_timed(false);
+    assert!(!diag::global().report_timed());
+    diag::global().set_timeline_capacity(1 << 10);
     let me = ident::current();
-    diag::thread_started(me, ident::native(), Some("MainThread".into()));
-    diag::thread_started(2, 2, Some("other".into()));
+    diag::global().thread_started(me, ident::native(), Some("MainThread".into()));
+    diag::global().thread_started(2, 2, Some("other".into()));
     let ca = diag::intern_site("g.py:1 in <module>");
     let cb = diag::intern_site("g.py:2 in <module>");
-    diag::lock_created(1, LockKind::Lock, ca);
-    diag::lock_created(2, LockKind::Lock, cb);
-    assert_eq!(diag::acquired(me, 1, diag::UNKNOWN_SITE, true, 0), None);
-    assert_eq!(diag::acquired(me, 2, diag::UNKNOWN_SITE, true, 0), None);
-    diag::released(me, 2);
-    diag::released(me, 1);
-    assert_eq!(diag::acquired(2, 2, diag::UNKNOWN_SITE, true, 0), None);
+    diag::global().lock_created(1, LockKind::Lock, ca);
+    diag::global().lock_created(2, LockKind::Lock, cb);
+    assert_eq!(
+        diag::global().acquired(me, 1, diag::UNKNOWN_SITE, true, 0),
+        None
+    );
+    assert_eq!(
+        diag::global().acquired(me, 2, diag::UNKNOWN_SITE, true, 0),
+        None
+    );
+    diag::global().released(me, 2);
+    diag::global().released(me, 1);
+    assert_eq!(
+        diag::global().acquired(2, 2, diag::UNKNOWN_SITE, true, 0),
+        None
+    );
     assert!(
-        diag::acquired(2, 1, diag::UNKNOWN_SITE, true, 0).is_none(),
+        diag::global()
+            .acquired(2, 1, diag::UNKNOWN_SITE, true, 0)
+            .is_none(),
         "inversions are kept to be judged with the whole run"
     );
-    diag::released(2, 1);
-    let v = diag::take_inversions();
+    diag::global().released(2, 1);
+    let v = diag::global().take_inversions();
     assert_eq!((v.reported.len(), v.suppressed.len()), (1, 0));
-    assert_eq!(diag::wait_begin(me, 2, false), None);
-    assert_eq!(diag::wait_chains().len(), 1);
-    assert_eq!(diag::longest_waits(0).len(), 1);
-    assert_eq!(diag::snapshot().threads.len(), 2);
-    assert!(diag::detect_deadlock(me).is_none());
-    assert_eq!(diag::stats().len(), 2);
+    assert_eq!(diag::global().wait_begin(me, 2, false), None);
+    assert_eq!(diag::global().wait_chains().len(), 1);
+    assert_eq!(diag::global().longest_waits(0).len(), 1);
+    assert_eq!(diag::global().snapshot().threads.len(), 2);
+    assert!(diag::global().detect_deadlock(me).is_none());
+    assert_eq!(diag::global().stats().len(), 2);
 
     // fork: the child keeps only this thread.
     diag::before_fork();
@@ -413,12 +424,12 @@ fn global_instance_and_fork() {
     if pid == 0 {
         let ok = std::panic::catch_unwind(|| {
             diag::after_fork_child(me, 4242);
-            let snap = diag::snapshot();
+            let snap = diag::global().snapshot();
             snap.threads.len() == 1
                 && snap.threads[0].thread.native == 4242
                 && snap.threads[0].waiting.is_none()
-                && diag::wait_chains().is_empty()
-                && diag::stats().is_empty()
+                && diag::global().wait_chains().is_empty()
+                && diag::global().stats().is_empty()
         })
         .unwrap_or(false);
         // SAFETY: leaving the child without running the parent's atexit handlers.
@@ -432,16 +443,20 @@ fn global_instance_and_fork() {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "child status {status}"
     );
-    assert_eq!(diag::snapshot().threads.len(), 2, "the parent is untouched");
+    assert_eq!(
+        diag::global().snapshot().threads.len(),
+        2,
+        "the parent is untouched"
+    );
 
-    diag::wait_end(me, 2, false);
-    diag::released(2, 2);
-    diag::reset();
-    diag::reset_stats();
-    assert!(diag::stats().is_empty());
-    assert!(diag::timeline().is_empty());
-    assert!(diag::thread_exited(2).is_empty());
-    assert_eq!(diag::leaked_at_exit().len(), 0);
-    diag::set_flags(0);
-    assert_eq!(diag::flags(), 0);
+    diag::global().wait_end(me, 2, false);
+    diag::global().released(2, 2);
+    diag::global().reset();
+    diag::global().reset_stats();
+    assert!(diag::global().stats().is_empty());
+    assert!(diag::global().timeline().is_empty());
+    assert!(diag::global().thread_exited(2).is_empty());
+    assert_eq!(diag::global().leaked_at_exit().len(), 0);
+    diag::global().set_flags(0);
+    assert_eq!(diag::global().flags(), 0);
 }

@@ -18,7 +18,7 @@ struct Lk {
 
 impl Lk {
     fn new(id: u64, site: &str) -> Arc<Lk> {
-        let cell = diag::lock_created(id, LockKind::Lock, diag::intern_site(site));
+        let cell = diag::global().lock_created(id, LockKind::Lock, diag::intern_site(site));
         Arc::new(Lk {
             raw: RawLock::new(),
             cell,
@@ -43,13 +43,13 @@ impl Lk {
         }
     }
     fn give(&self) {
-        cell::released(self.cell, ident::current());
+        cell::released(self.cell);
         self.raw.release().unwrap();
     }
 }
 
 fn held_by(t: ThreadId) -> Vec<u64> {
-    let snap = diag::snapshot();
+    let snap = diag::global().snapshot();
     snap.threads
         .iter()
         .find(|s| s.thread.ident == t)
@@ -59,8 +59,8 @@ fn held_by(t: ThreadId) -> Vec<u64> {
 
 #[test]
 fn fast_path_feeds_the_state() {
-    diag::set_flags(diag::DEADLOCK | diag::LOCK_ORDER | diag::PROFILE);
-    diag::set_immediate_inversions(true);
+    diag::global().set_flags(diag::DEADLOCK | diag::LOCK_ORDER | diag::PROFILE);
+    diag::global().set_immediate_inversions(true);
 
     // 1. Statistics and holds recorded on the fast path.
     let a = Lk::new(9001, "fast.rs:1 in a");
@@ -76,7 +76,7 @@ fn fast_path_feeds_the_state() {
     );
     a.give();
     assert!(held_by(ident::current()).is_empty());
-    let st = diag::stats();
+    let st = diag::global().stats();
     let row = st
         .iter()
         .find(|s| s.class == a.cell.class())
@@ -119,7 +119,7 @@ fn fast_path_feeds_the_state() {
         assert!(a2.try_take());
         a2.give();
         b2.give();
-        diag::thread_exited(me); // as the binding does at thread end
+        diag::global().thread_exited(me); // as the binding does at thread end
         inv
     })
     .join()
@@ -141,17 +141,17 @@ fn fast_path_feeds_the_state() {
         assert!(y2.try_enter());
         go2.wait(); // both hold their lock
         go2.wait(); // main began its wait
-        let d = diag::wait_begin(me, x2.cell.id(), false);
-        diag::wait_end(me, x2.cell.id(), false);
+        let d = diag::global().wait_begin(me, x2.cell.id(), false);
+        diag::global().wait_end(me, x2.cell.id(), false);
         y2.give();
-        diag::thread_exited(me);
+        diag::global().thread_exited(me);
         d
     });
     let me = ident::current();
     assert!(x.try_enter());
     go.wait();
     assert!(
-        diag::wait_begin(me, y.cell.id(), false).is_none(),
+        diag::global().wait_begin(me, y.cell.id(), false).is_none(),
         "half a cycle"
     );
     go.wait();
@@ -159,7 +159,7 @@ fn fast_path_feeds_the_state() {
         .join()
         .unwrap()
         .expect("the second wait closes the cycle");
-    diag::wait_end(me, y.cell.id(), false);
+    diag::global().wait_end(me, y.cell.id(), false);
     assert_eq!(d.rule, DeadlockRule::Definite);
     let mut held: Vec<u64> = d
         .threads
@@ -181,7 +181,7 @@ fn fast_path_feeds_the_state() {
     let s2 = s.clone();
     thread::spawn(move || {
         s2.give();
-        diag::thread_exited(ident::current());
+        diag::global().thread_exited(ident::current());
     })
     .join()
     .unwrap();
@@ -194,7 +194,7 @@ fn fast_path_feeds_the_state() {
 
     // 5. The timeline: fast-path holds are buffered per thread and handed in
     //    at thread exit (the other thread) and at export (this one).
-    diag::set_flags(diag::DEADLOCK | diag::TRACE);
+    diag::global().set_flags(diag::DEADLOCK | diag::TRACE);
     let t = Lk::new(9006, "fast.rs:6 in traced");
     let t2 = t.clone();
     thread::spawn(move || {
@@ -202,7 +202,7 @@ fn fast_path_feeds_the_state() {
             assert!(t2.try_take());
             t2.give();
         }
-        diag::thread_exited(ident::current());
+        diag::global().thread_exited(ident::current());
     })
     .join()
     .unwrap();
@@ -212,7 +212,7 @@ fn fast_path_feeds_the_state() {
         t.give();
     }
     let mut out = Vec::new();
-    diag::export_chrome_trace(&mut out).unwrap();
+    diag::global().export_chrome_trace(&mut out).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let holds: Vec<&serde_json::Value> = v["traceEvents"]
         .as_array()
@@ -228,6 +228,6 @@ fn fast_path_feeds_the_state() {
         holds.iter().map(|e| e["tid"].as_u64().unwrap()).collect();
     assert_eq!(tids.len(), 2, "one track per thread: {tids:?}");
 
-    diag::set_flags(0);
-    diag::reset();
+    diag::global().set_flags(0);
+    diag::global().reset();
 }

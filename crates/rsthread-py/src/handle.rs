@@ -9,10 +9,12 @@
 //! does too, so that `join()` returns only when thread-local values are gone.
 //! Threads are detached: `join()` waits for that signal, not `pthread_join`.
 //!
-//! Built on every version (`thread.rs` carries the optional handle), used
-//! from 3.13.
+//! Built on every version, used from 3.13. `thread.rs` starts the thread
+//! and tells the handle's [`Shared`] through [`ThreadWatch`] (it does not
+//! know this module).
 #![cfg_attr(not(Py_3_13), allow(dead_code))]
 
+// std atomics, not the core's `sync` shim: the binding is never built under loom.
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +24,7 @@ use pyo3::types::PyTuple;
 use rsthread_core::{ident, RawLock};
 
 use crate::args::{seconds_to_ns, UNSET_TIMEOUT};
+use crate::thread::ThreadWatch;
 use crate::wait::acquire_timed;
 
 const NOT_STARTED: u8 = 0;
@@ -105,28 +108,29 @@ fn shutdown_list() -> std::sync::MutexGuard<'static, Vec<Arc<Shared>>> {
     SHUTDOWN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Called by a thread started with a handle, after its thread state was
-/// deleted (no GIL): done, and no longer waited for by `_shutdown`.
-pub(crate) fn thread_finished(shared: Arc<Shared>) {
-    if let Some(l) = shared.sentinel.get() {
-        crate::diag::sentinel_release(l.get());
-        let _ = l.get().raw.release();
+impl ThreadWatch for Shared {
+    /// After the thread state was deleted (no GIL): done, and no longer
+    /// waited for by `_shutdown`.
+    fn finished(self: Arc<Self>) {
+        if let Some(l) = self.sentinel.get() {
+            crate::lock::diagnosed::sentinel_release(l.get());
+            let _ = l.get().raw.release();
+        }
+        shutdown_list().retain(|s| !Arc::ptr_eq(s, &self));
+        self.set_done();
     }
-    shutdown_list().retain(|s| !Arc::ptr_eq(s, &shared));
-    shared.set_done();
-}
 
-/// Called in the new thread before it takes the GIL.
-pub(crate) fn thread_started(shared: &Shared) {
-    // Relaxed: the parent stores the same value; see `Shared::ident`.
-    shared.ident.store(ident::current(), Ordering::Relaxed);
-}
+    fn started(&self) {
+        // Relaxed: the parent stores the same value; see `Shared::ident`.
+        self.ident.store(ident::current(), Ordering::Relaxed);
+    }
 
-/// Called in the new thread once attached (diagnostics on): take the
-/// sentinel, so that the diagnostics see this thread as its holder.
-pub(crate) fn thread_attached(py: Python<'_>, shared: &Shared) {
-    if let Some(l) = shared.sentinel.get() {
-        let _ = l.get().acquire_ns(py, 0);
+    /// Diagnostics on: take the sentinel, so that the diagnostics see this
+    /// thread as its holder.
+    fn attached(&self, py: Python<'_>) {
+        if let Some(l) = self.sentinel.get() {
+            let _ = l.get().acquire_ns(py, 0);
+        }
     }
 }
 
@@ -188,7 +192,7 @@ impl PyThreadHandle {
             // Diagnostics on: wait where the wait-for graph sees it (a
             // deadlock through `join` is reported like any other).
             if l.get().acquire_ns(py, ns)? {
-                crate::diag::lock_release(l.get())?;
+                crate::lock::diagnosed::lock_release(l.get())?;
             } else {
                 return Ok(());
             }
@@ -322,7 +326,7 @@ pub fn start_joinable_thread<'py>(
             .map_err(|_| PyTypeError::new_err("'handle' must be a _ThreadHandle"))?
             .clone()
     };
-    check_not_finalizing(py)?;
+    crate::cpython::check_not_finalizing(py)?;
     let sh = handle.get().shared.clone();
     // AcqRel: claims the handle against a concurrent start (with the GIL
     // released elsewhere, another thread may try the same handle).
@@ -334,9 +338,9 @@ pub fn start_joinable_thread<'py>(
         return Err(PyRuntimeError::new_err("thread already started"));
     }
     sh.running.try_acquire();
-    if rsthread_core::diag::flags() != 0 && sh.sentinel.get().is_none() {
+    if rsthread_core::diag::global().flags() != 0 && sh.sentinel.get().is_none() {
         let l = crate::lock::PyLock::new_unlocked();
-        crate::diag::sentinel_created(py, &l);
+        crate::lock::diagnosed::sentinel_created(&l);
         let _ = sh.sentinel.set(Py::new(py, l)?);
     }
     // Relaxed: published to the new thread by its creation.
@@ -345,7 +349,8 @@ pub fn start_joinable_thread<'py>(
         shutdown_list().push(sh.clone());
     }
     let empty = PyTuple::empty(py);
-    match crate::thread::spawn_python_thread(py, function, &empty, None, Some(sh.clone())) {
+    let watch: Arc<dyn ThreadWatch> = sh.clone();
+    match crate::thread::spawn_python_thread(py, function, &empty, None, Some(watch)) {
         Ok(id) => {
             // Relaxed: see `Shared::ident`.
             sh.ident.store(id, Ordering::Relaxed);
@@ -364,16 +369,4 @@ pub fn start_joinable_thread<'py>(
             Err(e)
         }
     }
-}
-
-/// Raise `PythonFinalizationError` (3.13+) if the interpreter is finalizing.
-pub(crate) fn check_not_finalizing(py: Python<'_>) -> PyResult<()> {
-    if crate::cpython::is_finalizing() {
-        let tp = py.import("builtins")?.getattr("PythonFinalizationError")?;
-        return Err(PyErr::from_type(
-            tp.cast_into::<pyo3::types::PyType>()?,
-            "can't create new thread at interpreter shutdown",
-        ));
-    }
-    Ok(())
 }

@@ -28,7 +28,7 @@ use pyo3::prelude::*;
 #[pyfunction]
 #[pyo3(text_signature = None)]
 fn allocate_lock(py: Python<'_>) -> lock::PyLock {
-    new_lock(py)
+    lock::PyLock::new_registered(py)
 }
 
 /// allocate_lock() -> lock object
@@ -39,17 +39,7 @@ fn allocate_lock(py: Python<'_>) -> lock::PyLock {
 #[pyfunction]
 #[pyo3(text_signature = None)]
 fn allocate(py: Python<'_>) -> lock::PyLock {
-    new_lock(py)
-}
-
-/// A new lock, registered with diagnostics when they are on.
-#[inline]
-fn new_lock(py: Python<'_>) -> lock::PyLock {
-    let l = lock::PyLock::new_unlocked();
-    if rsthread_core::diag::flags() != 0 {
-        diag::lock_created(py, &l.diag, rsthread_core::diag::LockKind::Lock);
-    }
-    l
+    lock::PyLock::new_registered(py)
 }
 
 /// This module provides primitive operations to write multi-threaded programs.
@@ -117,7 +107,8 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ] {
         m.getattr(name)?.setattr("__module__", "_thread")?;
     }
-    diag::register(py)?;
+    let diag_module = diag::register(py)?;
+    lock::diagnosed::add_diag_functions(&diag_module)?;
     cpython::frames::check_layout(py);
     thread::install_fast_get_ident(m)?;
     thread::init(py)?;

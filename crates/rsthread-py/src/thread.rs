@@ -2,7 +2,9 @@
 //! `stack_size`, `exit`, `interrupt_main`.
 
 use std::os::raw::c_void;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PySystemExit, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -15,6 +17,17 @@ use crate::capi;
 use crate::cpython;
 use crate::errors;
 use crate::lock::PyLock;
+
+/// What a thread started by [`spawn_python_thread`] tells whoever asked to
+/// watch it (3.13+'s thread handles, the `handle` module), from the new thread.
+pub(crate) trait ThreadWatch: Send + Sync {
+    /// Before the thread takes the GIL.
+    fn started(&self);
+    /// Once attached, when diagnostics are on.
+    fn attached(&self, py: Python<'_>);
+    /// Last, after the thread state was deleted (no GIL).
+    fn finished(self: Arc<Self>);
+}
 
 /// Threads started by this module that have not finished (`_count()`).
 static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -31,19 +44,19 @@ struct RawBoot {
     /// Preallocated by the parent (3.11, like stock); NULL: the child makes
     /// its own (see `cpython::tstate`).
     tstate: *mut ffi::PyThreadState,
-    /// `Arc::into_raw` of the thread's handle state (3.13+'s
+    /// `Arc::into_raw` of the thread's watcher (3.13+'s handle state, see
     /// `start_joinable_thread`), or NULL.
-    handle: *const crate::handle::Shared,
+    handle: Option<NonNull<dyn ThreadWatch>>,
 }
 
 impl RawBoot {
     /// Last step of the thread, after its thread state is gone (no GIL):
     /// signal the handle, if any, that the thread is done.
     fn finish(self) {
-        if !self.handle.is_null() {
+        if let Some(h) = self.handle {
             // SAFETY: the reference `spawn_python_thread` leaked for this thread.
-            let h = unsafe { std::sync::Arc::from_raw(self.handle) };
-            crate::handle::thread_finished(h);
+            let h = unsafe { Arc::from_raw(h.as_ptr().cast_const()) };
+            h.finished();
         }
     }
 }
@@ -152,19 +165,19 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
             boot.finish();
             return std::ptr::null_mut();
         }
-        if !boot.handle.is_null() {
-            crate::handle::thread_started(&*boot.handle);
+        if let Some(h) = boot.handle {
+            h.as_ref().started();
         }
         if key != 0 {
             libc::pthread_setspecific((key - 1) as libc::pthread_key_t, (&raw mut sentinel).cast());
         }
         let ts = cpython::tstate::bind_new(boot.tstate);
         capi::PyEval_AcquireThread_unwind(ts);
-        if rsthread_core::diag::flags() != 0 {
+        if rsthread_core::diag::global().flags() != 0 {
             let py = Python::assume_attached();
             crate::diag::thread_begin(py, Bound::from_borrowed_ptr(py, boot.func).as_any());
-            if !boot.handle.is_null() {
-                crate::handle::thread_attached(py, &*boot.handle);
+            if let Some(h) = boot.handle {
+                h.as_ref().attached(py);
             }
         }
         let r = capi::PyObject_Call_unwind(boot.func, boot.args, boot.kwargs);
@@ -177,7 +190,7 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
         } else {
             ffi::Py_DECREF(r);
         }
-        if rsthread_core::diag::flags() != 0 {
+        if rsthread_core::diag::global().flags() != 0 {
             crate::diag::thread_end(Python::assume_attached());
         }
         // Stock order: drop function and arguments, decrement _count, clear
@@ -213,8 +226,8 @@ unsafe fn release_sentinel(py: Python<'_>, lock: *mut ffi::PyObject) {
     // SAFETY: per the contract; the reference is consumed below.
     unsafe {
         let l = Bound::from_borrowed_ptr(py, lock).cast_into_unchecked::<PyLock>();
-        if rsthread_core::diag::flags() != 0 {
-            crate::diag::sentinel_release(l.get());
+        if rsthread_core::diag::global().flags() != 0 {
+            crate::lock::diagnosed::sentinel_release(l.get());
         }
         let _ = l.get().raw.release();
         drop(l);
@@ -309,7 +322,7 @@ fn start_impl(
     let none = py.None();
     let kw_obj = kw.as_ref().map_or(none.as_ptr(), |k| k.as_ptr());
     #[cfg(Py_3_13)]
-    crate::handle::check_not_finalizing(py)?;
+    cpython::check_not_finalizing(py)?;
     // SAFETY: attached; "OOO" takes three borrowed object pointers, all alive.
     if unsafe {
         capi::PySys_Audit(
@@ -333,7 +346,7 @@ pub(crate) fn spawn_python_thread(
     func: &Bound<'_, PyAny>,
     fargs: &Bound<'_, PyTuple>,
     kw: Option<&Bound<'_, PyDict>>,
-    handle: Option<std::sync::Arc<crate::handle::Shared>>,
+    handle: Option<Arc<dyn ThreadWatch>>,
 ) -> PyResult<u64> {
     let tstate = cpython::tstate::prealloc(py)?;
     let func_for_diag = func.clone();
@@ -342,7 +355,7 @@ pub(crate) fn spawn_python_thread(
         args: fargs.clone().unbind().into_ptr(),
         kwargs: kw.map_or(std::ptr::null_mut(), |k| k.clone().unbind().into_ptr()),
         tstate,
-        handle: handle.map_or(std::ptr::null(), std::sync::Arc::into_raw),
+        handle: handle.and_then(|h| NonNull::new(Arc::into_raw(h).cast_mut())),
     });
     // Relaxed: informational counter (see `_count`).
     COUNT.fetch_add(1, Ordering::Relaxed);
@@ -351,7 +364,7 @@ pub(crate) fn spawn_python_thread(
     // a destructor alive across Python calls; on error it was not started.
     match unsafe { core_thread::spawn_raw(thread_start, arg) } {
         Ok(id) => {
-            if rsthread_core::diag::flags() != 0 {
+            if rsthread_core::diag::global().flags() != 0 {
                 // Known before this call returns (the new thread needs the
                 // GIL we hold to start), so "every thread is blocked" never
                 // misses a thread that is about to run.
@@ -371,8 +384,8 @@ pub(crate) fn spawn_python_thread(
                 ffi::Py_DECREF(boot.args);
                 ffi::Py_XDECREF(boot.kwargs);
                 cpython::tstate::discard(boot.tstate);
-                if !boot.handle.is_null() {
-                    drop(std::sync::Arc::from_raw(boot.handle));
+                if let Some(h) = boot.handle {
+                    drop(Arc::from_raw(h.as_ptr().cast_const()));
                 }
             }
             Err(errors::cant_start_thread())
@@ -477,8 +490,8 @@ pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
     // Returned unlocked: `threading` acquires it itself; it is released at
     // thread-state destruction only if it is then locked.
     let lock = PyLock::new_unlocked();
-    if rsthread_core::diag::flags() != 0 {
-        crate::diag::sentinel_created(py, &lock);
+    if rsthread_core::diag::global().flags() != 0 {
+        crate::lock::diagnosed::sentinel_created(&lock);
     }
     let lock = Py::new(py, lock)?;
     let slot = own_slot();

@@ -32,6 +32,7 @@ use super::{
 };
 use crate::timeout::{coarse_ns, monotonic_ns};
 use rustc_hash::FxHashSet;
+use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -391,81 +392,6 @@ enum Seen {
     Objects(LockId, LockId),
 }
 
-/// A per-thread cache the binding uses to find acquire sites without
-/// locking (the core does not interpret the keys): two 2-way set-associative
-/// tables keyed by non-zero numbers (addresses the binding keeps valid, and
-/// hashes of them).
-#[derive(Debug)]
-pub struct SiteCache {
-    /// code object address -> whether its frames are skipped.
-    skip: Box<[(u64, bool)]>,
-    /// hash of the walked frames -> site.
-    sites: Box<[(u64, SiteId)]>,
-}
-
-/// log2 of the table sizes.
-const SKIP_BITS: u32 = 10;
-const SITE_BITS: u32 = 11;
-
-/// The first slot of `key`'s pair of slots in a table of 2^`bits`.
-#[inline]
-fn set_of(key: u64, bits: u32) -> usize {
-    ((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize) & !1
-}
-
-#[inline]
-fn lookup<V: Copy>(t: &[(u64, V)], key: u64, bits: u32) -> Option<V> {
-    let i = set_of(key, bits);
-    [t[i], t[i + 1]]
-        .into_iter()
-        .find(|e| e.0 == key && key != 0)
-        .map(|e| e.1)
-}
-
-/// Insert: the newest entry of a pair is first, so a new key pushes the
-/// first one to second place and evicts the older one.
-#[inline]
-fn insert<V: Copy>(t: &mut [(u64, V)], key: u64, v: V, bits: u32) {
-    let i = set_of(key, bits);
-    if t[i].0 == key || (t[i].0 == 0 && t[i + 1].0 != key) {
-        t[i] = (key, v);
-    } else {
-        t[i + 1] = t[i];
-        t[i] = (key, v);
-    }
-}
-
-impl SiteCache {
-    /// Whether frames of the code object at `code` are skipped, if known.
-    #[inline]
-    pub fn skip_of(&self, code: u64) -> Option<bool> {
-        lookup(&self.skip, code, SKIP_BITS)
-    }
-    /// Remember whether `code`'s frames are skipped.
-    pub fn set_skip(&mut self, code: u64, skip: bool) {
-        insert(&mut self.skip, code, skip, SKIP_BITS)
-    }
-    /// The site for frame hash `h`, if known.
-    #[inline]
-    pub fn site_of(&self, h: u64) -> Option<SiteId> {
-        lookup(&self.sites, h, SITE_BITS)
-    }
-    /// Remember the site for frame hash `h`.
-    pub fn set_site(&mut self, h: u64, site: SiteId) {
-        insert(&mut self.sites, h, site, SITE_BITS)
-    }
-}
-
-/// An empty [`SiteCache`], built on the heap (it is 32 KiB).
-#[cold]
-#[inline(never)]
-fn new_site_cache() -> Box<SiteCache> {
-    Box::new(SiteCache {
-        skip: vec![(0, false); 1 << SKIP_BITS].into_boxed_slice(),
-        sites: vec![(0, 0); 1 << SITE_BITS].into_boxed_slice(),
-    })
-}
-
 /// What the calling thread keeps for the fast path of the process-wide
 /// diagnostics, in one thread-local so that an operation reaches it once.
 #[derive(Debug)]
@@ -485,7 +411,8 @@ pub struct ThreadDiag {
     seq: u64,
     /// Acquires and releases recorded by this thread (see [`ops`]).
     ops: u64,
-    sites: Option<Box<SiteCache>>,
+    /// The caller's own per-thread data (see [`ThreadDiag::ext`]).
+    ext: Option<(TypeId, Box<dyn Any>)>,
     /// Kernel thread id for timeline events (0 until first needed).
     tid: u64,
     /// Timeline events not handed to the state yet (see [`take_events`]).
@@ -500,7 +427,7 @@ thread_local! {
 
 /// Give the stack (formatted by the binding) that lock-order edges recorded
 /// by this thread's coming calls keep; `None` to clear it after them.
-pub fn set_edge_stack(stack: Option<String>) {
+pub(crate) fn set_edge_stack(stack: Option<String>) {
     let _ = EDGE_STACK.try_with(|s| *s.borrow_mut() = stack.map(std::sync::Arc::from));
 }
 
@@ -512,7 +439,7 @@ pub(crate) fn edge_stack() -> Option<std::sync::Arc<str>> {
 /// Whether a blocking acquire (or attempt) of `cell` by the calling thread
 /// may record a new lock-order edge (it holds an ordering lock with an edge
 /// to `cell` not known as recorded): then the binding gives a stack.
-pub fn may_add_edges(cell: &LockCell) -> bool {
+pub(crate) fn may_add_edges(cell: &LockCell) -> bool {
     if global().flags() & LOCK_ORDER == 0 {
         return false;
     }
@@ -537,7 +464,7 @@ thread_local! {
             sync: false,
             seq: 0,
             ops: 0,
-            sites: None,
+            ext: None,
             tid: 0,
             events: Vec::new(),
         })
@@ -591,7 +518,7 @@ pub(crate) fn next_seq() -> u64 {
 /// A counter of the calling thread's acquires and releases seen by
 /// diagnostics: a wait compares it before and after running signal handlers
 /// to notice that a handler took or released locks.
-pub fn ops() -> u64 {
+pub(crate) fn ops() -> u64 {
     with_thread(|l| l.ops).unwrap_or(0)
 }
 
@@ -631,13 +558,26 @@ impl ThreadDiag {
         self.me
     }
 
-    /// The binding's site cache (made on first use).
+    /// Per-thread data of the caller's own, of type `T` (made with
+    /// `T::default()` on first use), so that an operation reaches its
+    /// thread's records in one thread-local access (the binding keeps its
+    /// site cache here). The core never looks inside.
     #[inline]
-    pub fn site_cache(&mut self) -> &mut SiteCache {
-        if self.sites.is_none() {
-            self.sites = Some(new_site_cache());
+    pub fn ext<T: Any + Default>(&mut self) -> &mut T {
+        // The type is compared here, not through `dyn Any` (a virtual call
+        // per operation).
+        if self
+            .ext
+            .as_ref()
+            .is_none_or(|(t, _)| *t != TypeId::of::<T>())
+        {
+            self.ext = Some((TypeId::of::<T>(), Box::<T>::default()));
         }
-        self.sites.as_mut().expect("made above")
+        let (_, b) = self.ext.as_mut().expect("stored above");
+        let p: *mut dyn Any = &mut **b;
+        // SAFETY: the box holds a `T`: it was stored with `TypeId::of::<T>()`
+        // just above or earlier, and the pair is only ever written here.
+        unsafe { &mut *p.cast::<T>() }
     }
 
     /// The live holds, oldest first, except `except` (for the slow path).
@@ -749,7 +689,7 @@ impl ThreadDiag {
     /// The fast path of [`acquired`]: true if the acquire is fully recorded,
     /// false if the caller must call [`acquired`] (the slow path).
     #[inline]
-    pub fn acquired_fast(
+    pub(crate) fn acquired_fast(
         &mut self,
         cell: &'static LockCell,
         site: SiteId,
@@ -791,7 +731,7 @@ impl ThreadDiag {
     /// The fast path of [`released`]: true if the release is fully
     /// recorded, false if the caller must call [`released`].
     #[inline]
-    pub fn released_fast(&mut self, cell: &'static LockCell) -> bool {
+    pub(crate) fn released_fast(&mut self, cell: &'static LockCell) -> bool {
         let Some(flags) = self.fast_flags(cell) else {
             return false;
         };
@@ -822,7 +762,7 @@ impl ThreadDiag {
 }
 
 /// The calling thread (`me`) acquired the lock of `cell` at `site`
-/// (`blocking` and `waited_ns` as for [`super::acquired`]; `entered`: through
+/// (`blocking` and `waited_ns` as for [`Diagnostics::acquired`](super::Diagnostics::acquired); `entered`: through
 /// `__enter__`). Call after the real acquire succeeded, outside
 /// [`with_thread`]. Returns a lock-order inversion to report.
 pub fn acquired(
@@ -843,7 +783,7 @@ pub fn acquired(
 
 /// The slow path of [`acquired`] (after [`ThreadDiag::acquired_fast`]
 /// declined): the state does it all, with our hold stack for the edges.
-pub fn acquired_slow(
+pub(crate) fn acquired_slow(
     cell: &'static LockCell,
     me: ThreadId,
     site: SiteId,
@@ -881,7 +821,11 @@ pub fn acquired_slow(
 /// The calling thread (`me`) begins a blocking acquire of the lock of
 /// `cell` at `site` (the fast try failed): record its lock-order edges now
 /// (see [`super::Diagnostics::attempt`]). Call outside [`with_thread`].
-pub fn attempting(cell: &'static LockCell, me: ThreadId, site: SiteId) -> Option<OrderInversion> {
+pub(crate) fn attempting(
+    cell: &'static LockCell,
+    me: ThreadId,
+    site: SiteId,
+) -> Option<OrderInversion> {
     let g = global();
     if g.flags() & LOCK_ORDER == 0 {
         return None;
@@ -894,17 +838,18 @@ pub fn attempting(cell: &'static LockCell, me: ThreadId, site: SiteId) -> Option
     inv
 }
 
-/// The calling thread (`me`) is about to release the lock of `cell` (one
-/// level of an RLock). Call while it is still held, outside [`with_thread`].
-pub fn released(cell: &'static LockCell, me: ThreadId) {
-    if with_thread(|l| l.released_fast(cell)) == Some(true) {
-        return;
+/// The calling thread is about to release the lock of `cell` (one level of
+/// an RLock). Call while it is still held, outside [`with_thread`].
+pub fn released(cell: &'static LockCell) {
+    match with_thread(|l| (l.released_fast(cell), l.me)) {
+        Some((true, _)) => {}
+        Some((false, me)) => released_slow(cell, me),
+        None => released_slow(cell, crate::ident::current()),
     }
-    released_slow(cell, me)
 }
 
 /// The slow path of [`released`].
-pub fn released_slow(cell: &'static LockCell, me: ThreadId) {
+pub(crate) fn released_slow(cell: &'static LockCell, me: ThreadId) {
     super::flush_events();
     global().released(me, cell.id());
     let _ = with_thread(|l| {
@@ -929,33 +874,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn site_cache_keeps_two_colliding_keys() {
-        let mut c = new_site_cache();
-        // Three code addresses that fall in one pair of slots.
-        let set = set_of(0x1000, SKIP_BITS);
-        let keys: Vec<u64> = (1..)
-            .map(|i| 0x1000 + 16 * i)
-            .filter(|&k| set_of(k, SKIP_BITS) == set)
-            .take(3)
-            .collect();
-        c.set_skip(0x1000, true);
-        c.set_skip(keys[0], false);
-        assert_eq!(
-            (c.skip_of(0x1000), c.skip_of(keys[0])),
-            (Some(true), Some(false)),
-            "both of a colliding pair stay"
-        );
-        c.set_skip(keys[1], true);
-        assert_eq!(c.skip_of(0x1000), None, "the older one goes");
-        assert_eq!(
-            (c.skip_of(keys[0]), c.skip_of(keys[1])),
-            (Some(false), Some(true))
-        );
-        assert_eq!(c.skip_of(keys[2]), None);
-        assert_eq!(c.skip_of(0), None, "0 is never a key");
-        c.set_site(42, 7);
-        assert_eq!(c.site_of(42), Some(7));
-        c.set_site(42, 8);
-        assert_eq!(c.site_of(42), Some(8), "an update replaces");
+    fn ext_keeps_one_value_per_thread_and_replaces_another_type() {
+        let got = with_thread(|t| {
+            *t.ext::<u32>() += 5;
+            *t.ext::<u32>() += 1;
+            let kept = *t.ext::<u32>();
+            let other = *t.ext::<u64>();
+            (kept, other, *t.ext::<u32>())
+        });
+        assert_eq!(got, Some((6, 0, 0)), "a u32 kept, then replaced by a u64");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Off by default. Everything here is bookkeeping the binding feeds from its
 //! slow paths (or from every acquire/release once enabled); the lock fast path
-//! pays one Relaxed load of [`flags()`] and a branch while it is 0.
+//! pays one Relaxed load of `global().flags()` and a branch while it is 0.
 //!
 //! Once enabled, the common case stays cheap: every lock known to
 //! diagnostics has a [`LockCell`] (holder, depth, acquire site, the bits that
@@ -14,17 +14,17 @@
 //! reads and writes the same cells.
 //!
 //! * **Deadlocks** ([`DEADLOCK`]): a wait-for graph (thread → lock it blocks
-//!   on → thread holding it → …). [`wait_begin`] returns a [`Deadlock`] when
+//!   on → thread holding it → …). [`wait_begin`](Diagnostics::wait_begin) returns a [`Deadlock`] when
 //!   the new wait completes a cycle that cannot resolve (rules below).
 //! * **Lock order** ([`LOCK_ORDER`]): a graph over lock *classes* (a class is
-//!   the creation site of a lock); [`acquired`] returns an [`OrderInversion`]
+//!   the creation site of a lock); [`acquired`](Diagnostics::acquired) returns an [`OrderInversion`]
 //!   when an acquire closes a cycle, whether or not it ever deadlocked.
-//! * **Profile** ([`PROFILE`]): per-class contention statistics ([`stats`]).
+//! * **Profile** ([`PROFILE`]): per-class contention statistics ([`stats`](Diagnostics::stats)).
 //! * **Trace** ([`TRACE`]): a bounded timeline exported as Chrome trace JSON
-//!   ([`export_chrome_trace`]) for Perfetto UI.
-//! * **Hang** ([`HANG`]): for the binding's watchdog, [`longest_waits`],
-//!   [`snapshot`] and [`wait_chains`]. Waits are recorded whenever
-//!   [`wait_begin`] is called, whatever the flags; the flag only tells the
+//!   ([`export_chrome_trace`](Diagnostics::export_chrome_trace)) for Perfetto UI.
+//! * **Hang** ([`HANG`]): for the binding's watchdog, [`longest_waits`](Diagnostics::longest_waits),
+//!   [`snapshot`](Diagnostics::snapshot) and [`wait_chains`](Diagnostics::wait_chains). Waits are recorded whenever
+//!   [`wait_begin`](Diagnostics::wait_begin) is called, whatever the flags; the flag only tells the
 //!   binding to run its watchdog.
 //!
 //! Identities are plain integers: [`ThreadId`] is the Python ident,
@@ -35,68 +35,70 @@
 //!
 //! ## How the binding uses this
 //!
-//! All free functions act on one process-wide [`Diagnostics`]; tests (and
-//! anything else wanting isolation) can make their own instance, whose
-//! methods have the same names and arguments.
+//! The binding calls the methods of the process-wide instance, [`global()`]
+//! (the only one the per-thread fast path in [`cell`] records into); tests
+//! (and anything else wanting isolation) can make their own instance.
 //!
-//! 1. `rsthread.diag.enable(...)` → [`set_flags`], [`set_deadlock_mode`],
-//!    [`set_report_timed`], [`set_timeline_capacity`]; then register the
-//!    threads that already exist with [`thread_started`] (the "all threads
+//! 1. `rsthread.diag.enable(...)` → [`set_flags`](Diagnostics::set_flags), [`set_deadlock_mode`](Diagnostics::set_deadlock_mode),
+//!    [`set_report_timed`](Diagnostics::set_report_timed), [`set_timeline_capacity`](Diagnostics::set_timeline_capacity); then register the
+//!    threads that already exist with [`thread_started`](Diagnostics::thread_started) (the "all threads
 //!    blocked" rule counts only registered threads). Disable with
-//!    `set_flags(0)`; the state is kept until [`reset`].
-//! 2. Lock objects: [`lock_created`] with the interned creation site
+//!    `set_flags(0)`; the state is kept until [`reset`](Diagnostics::reset).
+//! 2. Lock objects: [`lock_created`](Diagnostics::lock_created) with the interned creation site
 //!    ([`intern_site`]) when `flags() != 0` (it returns the lock's cell; a
-//!    lock first seen later gets one from [`cell_of`]); [`lock_destroyed`] in
+//!    lock first seen later gets one from [`cell_of`](Diagnostics::cell_of)); [`lock_destroyed`](Diagnostics::lock_destroyed) in
 //!    dealloc (when the lock was registered; calling it for unknown ids is
 //!    harmless). The binding feeds acquires and releases of its own thread
-//!    through [`cell::acquired`] / [`cell::released`] (fast path, falling
-//!    back to the functions below), and non-blocking failures through
-//!    [`cell::acquire_failed`].
+//!    through [`acquire::acquired_now`] (uncontended),
+//!    [`acquire::acquire_blocking`] (the whole wait) and [`cell::released`]
+//!    (fast path, falling back to the methods below), and non-blocking
+//!    failures through [`cell::acquire_failed`].
 //!    Thread sentinels (`_set_sentinel`, the `_tstate_lock` that
-//!    `Thread.join` waits on) additionally get [`mark_sentinel`].
-//! 3. Threads: [`thread_started`] at bootstrap (ident, native id, name),
-//!    [`thread_named`] when `Thread.name` changes, [`thread_exited`] at the
-//!    very end (report the returned RLock leaks at once); [`leaked_at_exit`]
+//!    `Thread.join` waits on) additionally get [`mark_sentinel`](Diagnostics::mark_sentinel).
+//! 3. Threads: [`thread_started`](Diagnostics::thread_started) at bootstrap (ident, native id, name),
+//!    [`thread_named`](Diagnostics::thread_named) when `Thread.name` changes, [`thread_exited`](Diagnostics::thread_exited) at the
+//!    very end (report the returned RLock leaks at once); [`leaked_at_exit`](Diagnostics::leaked_at_exit)
 //!    at interpreter shutdown for plain locks never released.
 //! 4. **Ordering** (this is what makes reports trustworthy under races):
-//!    call [`acquired`] *after* the real acquire succeeded and [`released`]
+//!    call [`acquired`](Diagnostics::acquired) *after* the real acquire succeeded and [`released`](Diagnostics::released)
 //!    *before* the real release (while the lock is still held), so a hold
-//!    recorded here is always a real hold; call [`wait_begin`] before going
-//!    to sleep and [`wait_end`] after waking. For a plain-lock release that
+//!    recorded here is always a real hold; call [`wait_begin`](Diagnostics::wait_begin) before going
+//!    to sleep and [`wait_end`](Diagnostics::wait_end) after waking. For a plain-lock release that
 //!    may fail (`release()` of an unlocked lock), check `locked()` first; for
-//!    an RLock, call [`released`] only when the caller owns it.
+//!    an RLock, call [`released`](Diagnostics::released) only when the caller owns it.
 //!
 //!    Every acquire that succeeds, when `flags() != 0`:
-//!    [`acquired`]`(me, lock, site, blocking, waited_ns)`, where `blocking`
+//!    [`acquired`](Diagnostics::acquired)`(me, lock, site, blocking, waited_ns)`, where `blocking`
 //!    is false for `acquire(False)` / `acquire(timeout=0)` (such acquires
 //!    add no lock-order edge), `site` the interned caller frame (or
 //!    [`UNKNOWN_SITE`] when stacks are not collected) and `waited_ns` the
 //!    time spent blocked (0 on the fast path: that is what "contended"
 //!    means). RLock re-entries are passed too and only counted as depth.
-//!    Every release: [`released`]`(me, lock)`. A failed non-blocking
-//!    acquire of a plain lock: [`acquire_failed`]. RLock `_release_save` →
-//!    [`release_all`]; `_acquire_restore` → [`acquired`] then
-//!    [`set_rlock_depth`]. Report a returned inversion (under [`LOCK_ORDER`]).
-//! 5. The slow path of a blocking acquire (the fast try failed), once per
-//!    sleep: [`wait_begin`]`(me, lock, timed)` *before* blocking. If it
+//!    Every release: [`released`](Diagnostics::released)`(me, lock)`. A failed non-blocking
+//!    acquire of a plain lock: [`acquire_failed`](Diagnostics::acquire_failed). RLock `_release_save` →
+//!    [`release_all`](Diagnostics::release_all); `_acquire_restore` → [`acquired`](Diagnostics::acquired) then
+//!    [`set_rlock_depth`](Diagnostics::set_rlock_depth). Report a returned inversion (under [`LOCK_ORDER`]).
+//! 5. The slow path of a blocking acquire (the fast try failed):
+//!    [`acquire::acquire_blocking`] does all of what follows, given the
+//!    binding's wait and reports ([`acquire::Binding`]). Once per sleep: [`wait_begin`](Diagnostics::wait_begin)`(me, lock, timed)` *before* blocking. If it
 //!    returns a [`Deadlock`]: under [`DeadlockMode::Warn`] print it (with
 //!    `sys._current_frames()` for the threads in it) and keep waiting; under
-//!    [`DeadlockMode::Raise`] call [`wait_end`]`(me, lock, false)` and raise
-//!    in `me`. After the sleep: [`wait_end`]`(me, lock, acquired)`, then
-//!    [`acquired`] if it was. A retry after a signal handler (EINTR) calls
+//!    [`DeadlockMode::Raise`] call [`wait_end`](Diagnostics::wait_end)`(me, lock, false)` and raise
+//!    in `me`. After the sleep: [`wait_end`](Diagnostics::wait_end)`(me, lock, acquired)`, then
+//!    [`acquired`](Diagnostics::acquired) if it was. A retry after a signal handler (EINTR) calls
 //!    `wait_end(.., false)` and `wait_begin` again: within a second, on the
 //!    same lock, it continues the same episode (same start, same
 //!    [`WaitState::episode`]). `Thread.join` is a wait on the target's
 //!    sentinel.
-//! 6. A watchdog thread (under [`HANG`]) polls [`longest_waits`]`(threshold)`
-//!    and reports each [`WaitState::episode`] once, using [`wait_chains`] for
-//!    the "who waits for whom" picture. [`detect_deadlock`] re-runs the
+//! 6. A watchdog thread (under [`HANG`]) polls [`longest_waits`](Diagnostics::longest_waits)`(threshold)`
+//!    and reports each [`WaitState::episode`] once, using [`wait_chains`](Diagnostics::wait_chains) for
+//!    the "who waits for whom" picture. [`detect_deadlock`](Diagnostics::detect_deadlock) re-runs the
 //!    deadlock rules without a new wait (e.g. after a thread exited and left
 //!    every other one blocked).
 //! 7. Fork: [`before_fork`] in the parent before `fork()`,
 //!    [`after_fork_parent`] in the parent after, [`after_fork_child`] in the
 //!    child (only the forking thread survives; history is cleared).
-//! 8. [`stats`], [`reset_stats`], [`export_chrome_trace`], [`snapshot`] back
+//! 8. [`stats`](Diagnostics::stats), [`reset_stats`](Diagnostics::reset_stats), [`export_chrome_trace`](Diagnostics::export_chrome_trace), [`snapshot`](Diagnostics::snapshot) back
 //!    the Python-level reporting functions.
 //!
 //! ## Deadlock rules
@@ -123,7 +125,7 @@
 //! A cycle (found by walking the chain from the thread that begins to wait,
 //! or from every waiting thread when all are blocked) is reported when its
 //! threads are all in untimed waits (any waits with
-//! [`set_report_timed`]`(true)`: a timeout would break the cycle) and either
+//! [`set_report_timed`](Diagnostics::set_report_timed)`(true)`: a timeout would break the cycle) and either
 //!
 //! * every edge is owned → [`DeadlockRule::Definite`], at once, the first
 //!   time, whatever the rest of the program does (a polling main thread, a
@@ -137,8 +139,8 @@
 //! one whose wait closed it, or, when a bystander's wait (a `join`) or the
 //! watchdog revealed it, the cycle's thread that began waiting last. Under
 //! [`DeadlockMode::Raise`] the binding raises there; when that is not the
-//! calling thread it posts the error with [`post_deadlock`] and the cycle's
-//! thread collects it with [`take_deadlock`] during its wait. Each cycle is
+//! calling thread it posts the error with [`post_deadlock`](Diagnostics::post_deadlock) and the cycle's
+//! thread collects it with [`take_deadlock`](Diagnostics::take_deadlock) during its wait. Each cycle is
 //! reported once until one of its threads acquires or releases something.
 //!
 //! ## Lock-order rules
@@ -154,6 +156,7 @@
 //! acquiring `x`, is reported once per pair (`transfer(a, b)` /
 //! `transfer(b, a)`); a same-class pair never makes a class self-edge.
 
+pub mod acquire;
 pub mod cell;
 mod report;
 mod sites;
@@ -182,9 +185,9 @@ pub type SiteId = u32;
 /// The site of locks and acquires nobody told us about.
 pub const UNKNOWN_SITE: SiteId = 0;
 
-/// Flag: detect deadlocks in [`wait_begin`].
+/// Flag: detect deadlocks in [`wait_begin`](Diagnostics::wait_begin).
 pub const DEADLOCK: u32 = 1 << 0;
-/// Flag: maintain the lock-order graph in [`acquired`].
+/// Flag: maintain the lock-order graph in [`acquired`](Diagnostics::acquired).
 pub const LOCK_ORDER: u32 = 1 << 1;
 /// Flag: contention statistics.
 pub const PROFILE: u32 = 1 << 2;
@@ -239,8 +242,8 @@ pub enum DeadlockMode {
 
 /// One diagnostics universe: settings plus state behind one mutex.
 ///
-/// The process-wide instance is what the free functions use; separate
-/// instances are independent (tests use them with a fake clock).
+/// The process-wide instance is [`global()`]; separate instances are
+/// independent (tests use them with a fake clock).
 pub struct Diagnostics {
     flags: AtomicU32,
     mode: AtomicU8,
@@ -357,6 +360,13 @@ impl Diagnostics {
         }
     }
 
+    /// Whether this is the process-wide instance ([`global`]), the one the
+    /// per-thread fast path records into.
+    #[inline]
+    fn is_global(&self) -> bool {
+        std::ptr::eq(self, &GLOBAL)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<State>> {
         // A panic under the lock (a bug) leaves bookkeeping at worst stale;
         // diagnostics must not turn it into a panic in every lock operation.
@@ -446,7 +456,14 @@ impl Diagnostics {
     /// Thread `t` exited. Returns the RLocks it still owned (they can never be
     /// released). Plain locks it still held are remembered for
     /// [`leaked_at_exit`](Self::leaked_at_exit) unless somebody releases them later.
+    ///
+    /// On the [`global`] instance, called by `t` itself: its buffered
+    /// timeline events are handed in first and its fast-path record forgotten.
     pub fn thread_exited(&self, t: ThreadId) -> Vec<Leak> {
+        if self.is_global() && t == crate::ident::current() {
+            flush_events();
+            cell::forget_thread();
+        }
         self.with(|s, cx| s.thread_exited(cx, t))
     }
 
@@ -575,12 +592,25 @@ impl Diagnostics {
 
     /// `t` is about to block on `lock`. Returns a deadlock this wait made
     /// visible (under [`DEADLOCK`]).
+    ///
+    /// On the [`global`] instance, called by `t` itself: its buffered
+    /// timeline events are handed in first, and its next acquire or release
+    /// goes through the state (which must clear the wait record).
     pub fn wait_begin(&self, t: ThreadId, lock: LockId, timed: bool) -> Option<Deadlock> {
+        if self.is_global() && t == crate::ident::current() {
+            flush_events();
+            cell::mark_unsynced();
+        }
         self.with(|s, cx| s.wait_begin(cx, t, lock, timed))
     }
 
     /// `t` stopped blocking on `lock`, with it (`acquired`) or not.
+    /// (On the [`global`] instance, called by `t`: as for
+    /// [`wait_begin`](Self::wait_begin).)
     pub fn wait_end(&self, t: ThreadId, lock: LockId, acquired: bool) {
+        if self.is_global() && t == crate::ident::current() {
+            cell::mark_unsynced();
+        }
         self.with(|s, cx| s.wait_end(cx, t, lock, acquired))
     }
 
@@ -623,8 +653,12 @@ impl Diagnostics {
         cell::bump_epoch();
     }
 
-    /// The timeline, oldest first.
+    /// The timeline, oldest first (on the [`global`] instance, with the
+    /// calling thread's buffered events handed in first).
     pub fn timeline(&self) -> Vec<TimelineEvent> {
+        if self.is_global() {
+            flush_events();
+        }
         self.with(|s, _| {
             s.timeline
                 .events()
@@ -651,6 +685,9 @@ impl Diagnostics {
     /// submodule docs for the mapping). The state lock is held only to copy
     /// the events.
     pub fn export_chrome_trace<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        if self.is_global() {
+            flush_events();
+        }
         let data = self.with(|s, cx| s.trace_data(cx.now));
         timeline::write_chrome_trace(w, &data)
     }
@@ -684,171 +721,13 @@ pub(crate) fn flush_events() {
     }
 }
 
-/// The process-wide instance behind the free functions.
+/// The process-wide instance: what the binding feeds, and the only one
+/// the per-thread fast path ([`cell`]) works with. A reference to a static
+/// (no lazy initialisation): `global().flags()` is one Relaxed load, the
+/// lock fast path's whole cost while diagnostics are off.
+#[inline(always)]
 pub fn global() -> &'static Diagnostics {
     &GLOBAL
-}
-
-/// The enabled flags: one Relaxed load, for the lock fast path.
-#[inline]
-pub fn flags() -> u32 {
-    GLOBAL.flags()
-}
-
-/// See [`Diagnostics::set_flags`].
-pub fn set_flags(flags: u32) {
-    GLOBAL.set_flags(flags)
-}
-/// See [`Diagnostics::deadlock_mode`].
-pub fn deadlock_mode() -> DeadlockMode {
-    GLOBAL.deadlock_mode()
-}
-/// See [`Diagnostics::set_deadlock_mode`].
-pub fn set_deadlock_mode(mode: DeadlockMode) {
-    GLOBAL.set_deadlock_mode(mode)
-}
-/// See [`Diagnostics::report_timed`].
-pub fn report_timed() -> bool {
-    GLOBAL.report_timed()
-}
-/// See [`Diagnostics::set_report_timed`].
-pub fn set_report_timed(on: bool) {
-    GLOBAL.set_report_timed(on)
-}
-/// See [`Diagnostics::set_timeline_capacity`].
-pub fn set_timeline_capacity(events: usize) {
-    GLOBAL.set_timeline_capacity(events)
-}
-/// See [`Diagnostics::lock_created`].
-pub fn lock_created(lock: LockId, kind: LockKind, site: SiteId) -> &'static LockCell {
-    GLOBAL.lock_created(lock, kind, site)
-}
-/// See [`Diagnostics::cell_of`].
-pub fn cell_of(lock: LockId) -> &'static LockCell {
-    GLOBAL.cell_of(lock)
-}
-/// See [`Diagnostics::lock_destroyed`].
-pub fn lock_destroyed(lock: LockId) {
-    GLOBAL.lock_destroyed(lock)
-}
-/// See [`Diagnostics::mark_sentinel`].
-pub fn mark_sentinel(lock: LockId) {
-    GLOBAL.mark_sentinel(lock)
-}
-/// See [`Diagnostics::thread_started`].
-pub fn thread_started(t: ThreadId, native: u64, name: Option<String>) {
-    GLOBAL.thread_started(t, native, name)
-}
-/// See [`Diagnostics::thread_named`].
-pub fn thread_named(t: ThreadId, name: &str) {
-    GLOBAL.thread_named(t, name)
-}
-/// See [`Diagnostics::thread_exited`].
-pub fn thread_exited(t: ThreadId) -> Vec<Leak> {
-    if t == crate::ident::current() {
-        flush_events();
-        cell::forget_thread();
-    }
-    GLOBAL.thread_exited(t)
-}
-/// See [`Diagnostics::leaked_at_exit`].
-pub fn leaked_at_exit() -> Vec<Leak> {
-    GLOBAL.leaked_at_exit()
-}
-/// See [`Diagnostics::acquired`].
-pub fn acquired(
-    t: ThreadId,
-    lock: LockId,
-    site: SiteId,
-    blocking: bool,
-    waited_ns: u64,
-) -> Option<OrderInversion> {
-    GLOBAL.acquired(t, lock, site, blocking, waited_ns)
-}
-/// See [`Diagnostics::lock_reinit`].
-pub fn lock_reinit(lock: LockId) {
-    GLOBAL.lock_reinit(lock)
-}
-/// See [`Diagnostics::set_immediate_inversions`].
-pub fn set_immediate_inversions(on: bool) {
-    GLOBAL.set_immediate_inversions(on)
-}
-/// See [`Diagnostics::take_inversions`].
-pub fn take_inversions() -> InversionVerdicts {
-    GLOBAL.take_inversions()
-}
-/// See [`Diagnostics::post_deadlock`].
-pub fn post_deadlock(d: Deadlock) {
-    GLOBAL.post_deadlock(d)
-}
-/// See [`Diagnostics::take_deadlock`].
-pub fn take_deadlock(t: ThreadId) -> Option<Deadlock> {
-    GLOBAL.take_deadlock(t)
-}
-/// See [`Diagnostics::released`].
-pub fn released(t: ThreadId, lock: LockId) {
-    GLOBAL.released(t, lock)
-}
-/// See [`Diagnostics::release_all`].
-pub fn release_all(t: ThreadId, lock: LockId) {
-    GLOBAL.release_all(t, lock)
-}
-/// See [`Diagnostics::set_rlock_depth`].
-pub fn set_rlock_depth(lock: LockId, depth: u64) {
-    GLOBAL.set_rlock_depth(lock, depth)
-}
-/// See [`Diagnostics::acquire_failed`].
-pub fn acquire_failed(t: ThreadId, lock: LockId) {
-    GLOBAL.acquire_failed(t, lock)
-}
-/// See [`Diagnostics::wait_begin`]. From thread `t` itself.
-pub fn wait_begin(t: ThreadId, lock: LockId, timed: bool) -> Option<Deadlock> {
-    flush_events();
-    cell::mark_unsynced();
-    GLOBAL.wait_begin(t, lock, timed)
-}
-/// See [`Diagnostics::wait_end`]. From thread `t` itself.
-pub fn wait_end(t: ThreadId, lock: LockId, acquired: bool) {
-    cell::mark_unsynced();
-    GLOBAL.wait_end(t, lock, acquired)
-}
-/// See [`Diagnostics::detect_deadlock`].
-pub fn detect_deadlock(t: ThreadId) -> Option<Deadlock> {
-    GLOBAL.detect_deadlock(t)
-}
-/// See [`Diagnostics::snapshot`].
-pub fn snapshot() -> Snapshot {
-    GLOBAL.snapshot()
-}
-/// See [`Diagnostics::wait_chains`].
-pub fn wait_chains() -> Vec<WaitChain> {
-    GLOBAL.wait_chains()
-}
-/// See [`Diagnostics::longest_waits`].
-pub fn longest_waits(threshold_ns: u64) -> Vec<LongWait> {
-    GLOBAL.longest_waits(threshold_ns)
-}
-/// See [`Diagnostics::stats`].
-pub fn stats() -> Vec<ClassStats> {
-    GLOBAL.stats()
-}
-/// See [`Diagnostics::reset_stats`].
-pub fn reset_stats() {
-    GLOBAL.reset_stats()
-}
-/// See [`Diagnostics::reset`].
-pub fn reset() {
-    GLOBAL.reset()
-}
-/// See [`Diagnostics::timeline`].
-pub fn timeline() -> Vec<TimelineEvent> {
-    flush_events();
-    GLOBAL.timeline()
-}
-/// See [`Diagnostics::export_chrome_trace`].
-pub fn export_chrome_trace<W: Write + ?Sized>(w: &mut W) -> io::Result<()> {
-    flush_events();
-    GLOBAL.export_chrome_trace(w)
 }
 
 /// The global state and site table locks, held across `fork()`.

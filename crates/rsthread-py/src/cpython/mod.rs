@@ -258,3 +258,16 @@ pub(crate) unsafe fn setattr_with_dict(
     // SAFETY: per the contract.
     unsafe { _PyObject_GenericSetAttrWithDict(obj, name, value, dict) }
 }
+
+/// Raise `PythonFinalizationError` (3.13+) if the interpreter is finalizing.
+#[cfg_attr(not(Py_3_13), allow(dead_code))]
+pub(crate) fn check_not_finalizing(py: Python<'_>) -> PyResult<()> {
+    if is_finalizing() {
+        let tp = py.import("builtins")?.getattr("PythonFinalizationError")?;
+        return Err(PyErr::from_type(
+            tp.cast_into::<pyo3::types::PyType>()?,
+            "can't create new thread at interpreter shutdown",
+        ));
+    }
+    Ok(())
+}

@@ -1,9 +1,15 @@
 //! `_thread.lock` (`LockType`) and `_thread.RLock`.
+//!
+//! The paths taken while diagnostics are on are in [`diagnosed`]; the ones
+//! here check `diag::global().flags()` (one Relaxed load) and hand over.
+
+pub(crate) mod diagnosed;
 
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use std::sync::atomic::AtomicU64;
+// std atomics, not the core's `sync` shim: the binding is never built under loom.
+use std::sync::atomic::AtomicPtr;
 
 use rsthread_core::{diag, ident, RawLock, RawRLock, SpinScore};
 
@@ -18,14 +24,14 @@ pub struct PyLock {
     /// Whether blocking acquires spin before sleeping (lives in what would
     /// be padding: the object stays the size of stock's).
     pub(crate) spin: SpinScore,
-    /// The address of this lock's diagnostics cell (a `&'static LockCell`
-    /// stored as an integer; 0: never seen by diagnostics), see `crate::diag`.
-    pub(crate) diag: AtomicU64,
+    /// This lock's diagnostics cell, a `&'static LockCell` (null: never
+    /// seen by diagnostics), see [`diagnosed`].
+    pub(crate) diag_cell: AtomicPtr<diag::LockCell>,
 }
 
 impl Drop for PyLock {
     fn drop(&mut self) {
-        crate::diag::lock_dropped(&self.diag);
+        diagnosed::lock_dropped(&self.diag_cell);
     }
 }
 
@@ -53,11 +59,22 @@ impl PyLock {
         Ok(())
     }
 
+    /// A new lock for Python code (`allocate_lock()`, 3.13+'s `lock()`),
+    /// registered with diagnostics (its creation site) when they are on.
+    #[inline]
+    pub(crate) fn new_registered(py: Python<'_>) -> PyLock {
+        let l = PyLock::new_unlocked();
+        if diag::global().flags() != 0 {
+            diagnosed::lock_created(py, &l.diag_cell, diag::LockKind::Lock);
+        }
+        l
+    }
+
     pub fn new_unlocked() -> PyLock {
         PyLock {
             raw: RawLock::new(),
             spin: SpinScore::new(),
-            diag: AtomicU64::new(0),
+            diag_cell: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
@@ -76,8 +93,8 @@ impl PyLock {
         timeout: i64,
         entered: bool,
     ) -> PyResult<bool> {
-        if diag::flags() != 0 {
-            return crate::diag::lock_acquire(py, self, timeout, entered);
+        if diag::global().flags() != 0 {
+            return diagnosed::lock_acquire(py, self, timeout, entered);
         }
         if self.raw.try_acquire() {
             return Ok(true);
@@ -118,8 +135,8 @@ impl PyLock {
     /// but it needn't be locked by the same thread that unlocks it.
     #[pyo3(text_signature = None)]
     fn release(&self) -> PyResult<()> {
-        if diag::flags() != 0 {
-            return crate::diag::lock_release(self);
+        if diag::global().flags() != 0 {
+            return diagnosed::lock_release(self);
         }
         self.raw.release().map_err(|_| errors::release_unlocked())
     }
@@ -144,8 +161,8 @@ impl PyLock {
 
     #[pyo3(text_signature = None)]
     fn _at_fork_reinit(&self) {
-        if diag::flags() != 0 {
-            crate::diag::lock_reinit(&self.diag);
+        if diag::global().flags() != 0 {
+            diagnosed::lock_reinit(&self.diag_cell);
         }
         self.raw.reinit_after_fork();
     }
@@ -167,8 +184,8 @@ impl PyRLock {
     /// Acquire with a parsed timeout (ns; `UNSET_TIMEOUT` forever; 0 try).
     #[inline]
     pub(crate) fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
-        if diag::flags() != 0 {
-            return crate::diag::rlock_acquire(py, self, timeout);
+        if diag::global().flags() != 0 {
+            return diagnosed::rlock_acquire(py, self, timeout);
         }
         let me = ident::current();
         match self.raw.try_acquire(me) {
@@ -200,14 +217,14 @@ fn acquire_timeout(
 #[pyclass(name = "RLock", module = "_thread", subclass, frozen, weakref)]
 pub struct PyRLock {
     pub(crate) raw: RawRLock,
-    /// The address of this lock's diagnostics cell (a `&'static LockCell`
-    /// stored as an integer; 0: never seen by diagnostics), see `crate::diag`.
-    pub(crate) diag: AtomicU64,
+    /// This lock's diagnostics cell, a `&'static LockCell` (null: never
+    /// seen by diagnostics), see [`diagnosed`].
+    pub(crate) diag_cell: AtomicPtr<diag::LockCell>,
 }
 
 impl Drop for PyRLock {
     fn drop(&mut self) {
-        crate::diag::lock_dropped(&self.diag);
+        diagnosed::lock_dropped(&self.diag_cell);
     }
 }
 
@@ -228,10 +245,10 @@ impl PyRLock {
         }
         let l = PyRLock {
             raw: RawRLock::new(),
-            diag: AtomicU64::new(0),
+            diag_cell: AtomicPtr::new(std::ptr::null_mut()),
         };
-        if diag::flags() != 0 {
-            crate::diag::lock_created(py, &l.diag, diag::LockKind::RLock);
+        if diag::global().flags() != 0 {
+            diagnosed::lock_created(py, &l.diag_cell, diag::LockKind::RLock);
         }
         Ok(l)
     }
@@ -273,8 +290,8 @@ impl PyRLock {
     #[pyo3(text_signature = None)]
     fn release(&self) -> PyResult<()> {
         let me = ident::current();
-        if diag::flags() != 0 {
-            crate::diag::rlock_release(self, me);
+        if diag::global().flags() != 0 {
+            diagnosed::rlock_release(self, me);
         }
         self.raw
             .release(me)
@@ -306,8 +323,8 @@ impl PyRLock {
     /// For internal use by `threading.Condition`.
     #[pyo3(text_signature = None)]
     fn _release_save(&self) -> PyResult<(u64, u64)> {
-        if diag::flags() != 0 {
-            crate::diag::rlock_release_save(self);
+        if diag::global().flags() != 0 {
+            diagnosed::rlock_release_save(self);
         }
         self.raw
             .release_save()
@@ -326,8 +343,8 @@ impl PyRLock {
     ) -> PyResult<()> {
         crate::args::no_keywords("RLock._acquire_restore", kwargs)?;
         let (count, owner) = crate::args::parse_restore_state(args)?;
-        if diag::flags() != 0 {
-            crate::diag::rlock_acquire_restore(py, self, owner, count);
+        if diag::global().flags() != 0 {
+            diagnosed::rlock_acquire_restore(py, self, owner, count);
             return Ok(());
         }
         if !self.raw.try_acquire_inner() {
@@ -340,8 +357,8 @@ impl PyRLock {
 
     #[pyo3(text_signature = None)]
     fn _at_fork_reinit(&self) {
-        if diag::flags() != 0 {
-            crate::diag::lock_reinit(&self.diag);
+        if diag::global().flags() != 0 {
+            diagnosed::lock_reinit(&self.diag_cell);
         }
         self.raw.reinit_after_fork();
     }
@@ -693,7 +710,7 @@ mod fast {
             let l = this.get();
             if kwnames.is_null()
                 && ffi::PyVectorcall_NARGS(nargsf as usize) == 1
-                && diag::flags() == 0
+                && diag::global().flags() == 0
             {
                 let st = *args;
                 if ffi::PyTuple_CheckExact(st) != 0 && ffi::PyTuple_GET_SIZE(st) == 2 {
@@ -862,7 +879,7 @@ mod versions {
                 format!("lock expected 0 arguments, got {nargs}")
             }))
         } else {
-            Py::new(py, crate::new_lock(py))
+            Py::new(py, super::PyLock::new_registered(py))
         };
         match r {
             Ok(l) => l.into_ptr(),
