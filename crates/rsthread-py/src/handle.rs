@@ -278,6 +278,19 @@ pub fn _shutdown(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// `rsthread._diag.forget_at_shutdown(ident)`: take the thread `ident` off
+/// the list `_shutdown()` waits for, as if it had been started as a daemon
+/// (the pytest plugin leaves a thread stuck after a hang or deadlock behind
+/// this way; 3.13+'s `threading` has no other handle on it). True if it was
+/// on the list.
+#[pyfunction]
+pub fn forget_at_shutdown(ident: u64) -> bool {
+    let mut list = shutdown_list();
+    let before = list.len();
+    list.retain(|s| s.ident() != ident);
+    list.len() != before
+}
+
 /// start_joinable_thread($module, /, function, handle=None, daemon=True)
 /// --
 ///

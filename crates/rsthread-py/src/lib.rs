@@ -109,6 +109,7 @@ fn thread_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     let diag_module = diag::register(py)?;
     lock::diagnosed::add_diag_functions(&diag_module)?;
+    diag_module.add_function(wrap_pyfunction!(handle::forget_at_shutdown, &diag_module)?)?;
     cpython::frames::check_layout(py);
     thread::install_fast_get_ident(m)?;
     thread::init(py)?;

@@ -108,6 +108,21 @@ impl PyLock {
 
 #[pymethods]
 impl PyLock {
+    /// 3.13+: `threading.Lock` is `_thread.lock`, and `lock()` makes an
+    /// unlocked lock. A real `tp_new` given at type creation, so that CPython
+    /// makes `lock.__new__` itself (its checks and messages, as stock's).
+    #[cfg(Py_3_13)]
+    #[new]
+    #[pyo3(signature = (*args, **kwargs), text_signature = None)]
+    fn py_new(
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyLock> {
+        versions::lock_new_args(args, kwargs)?;
+        Ok(PyLock::new_registered(py))
+    }
+
     /// acquire(blocking=True, timeout=-1) -> bool
     /// (acquire_lock() is an obsolete synonym)
     ///
@@ -408,10 +423,11 @@ mod fast {
 
     #[inline]
     unsafe fn py_bool(b: bool) -> *mut ffi::PyObject {
-        // SAFETY: the bool singletons are immortal in effect; we return a new reference.
+        // SAFETY: the bool singletons are immortal in effect; we return a new
+        // reference (the inline Py_INCREF: no call on the hot path).
         unsafe {
             let o = if b { ffi::Py_True() } else { ffi::Py_False() };
-            ffi::Py_IncRef(o);
+            ffi::Py_INCREF(o);
             o
         }
     }
@@ -421,7 +437,7 @@ mod fast {
         // SAFETY: as above.
         unsafe {
             let o = ffi::Py_None();
-            ffi::Py_IncRef(o);
+            ffi::Py_INCREF(o);
             o
         }
     }
@@ -431,13 +447,15 @@ mod fast {
     /// # Safety
     /// `slf` must be a live instance of `T` (method descriptors check the
     /// receiver's type before calling) and the GIL must be held.
+    /// Borrowed, not owned: the caller's reference keeps `slf` alive for the
+    /// call, and no reference count is touched on the hot path.
     #[inline]
-    unsafe fn this<'py, T: pyo3::PyClass>(
+    unsafe fn this<'a, 'py, T: pyo3::PyClass>(
         py: Python<'py>,
         slf: *mut ffi::PyObject,
-    ) -> Bound<'py, T> {
+    ) -> pyo3::Borrowed<'a, 'py, T> {
         // SAFETY: per the contract above.
-        unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<T>() }
+        unsafe { pyo3::Borrowed::from_ptr(py, slf).cast_unchecked::<T>() }
     }
 
     /// `__exit__` takes no keyword arguments (stock's METH_VARARGS).
@@ -846,50 +864,6 @@ mod versions {
     use pyo3::ffi;
     use pyo3::prelude::*;
 
-    /// `lock.__new__` (3.13+: `threading.Lock` is `_thread.lock`): no
-    /// arguments.
-    ///
-    /// # Safety
-    /// Called by CPython as `tp_new`, GIL held; `args` a tuple, `kwds` NULL
-    /// or a dict.
-    #[cfg(Py_3_13)]
-    unsafe extern "C" fn lock_new(
-        _subtype: *mut ffi::PyTypeObject,
-        args: *mut ffi::PyObject,
-        kwds: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
-        // SAFETY: per the contract.
-        let py = unsafe { Python::assume_attached() };
-        // SAFETY: per the contract.
-        let nargs = unsafe { ffi::PyTuple_Size(args) };
-        // SAFETY: per the contract.
-        let nkw = if kwds.is_null() {
-            0
-        } else {
-            unsafe { ffi::PyDict_Size(kwds) }
-        };
-        let r: PyResult<Py<super::PyLock>> = if nkw > 0 {
-            Err(pyo3::exceptions::PyTypeError::new_err(
-                "lock() takes no keyword arguments",
-            ))
-        } else if nargs > 0 {
-            Err(pyo3::exceptions::PyTypeError::new_err(if cfg!(Py_3_15) {
-                "lock() takes no positional arguments".to_owned()
-            } else {
-                format!("lock expected 0 arguments, got {nargs}")
-            }))
-        } else {
-            Py::new(py, super::PyLock::new_registered(py))
-        };
-        match r {
-            Ok(l) => l.into_ptr(),
-            Err(e) => {
-                e.restore(py);
-                std::ptr::null_mut()
-            }
-        }
-    }
-
     /// `RLock.locked()` (3.14+): whether any thread holds it.
     ///
     /// # Safety
@@ -927,6 +901,27 @@ mod versions {
         Ok(())
     }
 
+    /// `lock()` (3.13+) takes no arguments; the words changed in 3.15.
+    #[cfg(Py_3_13)]
+    pub(super) fn lock_new_args(
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<()> {
+        if kwargs.is_some_and(|k| !k.is_empty()) {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "lock() takes no keyword arguments",
+            ));
+        }
+        if !args.is_empty() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(if cfg!(Py_3_15) {
+                "lock() takes no positional arguments".to_owned()
+            } else {
+                format!("lock expected 0 arguments, got {}", args.len())
+            }));
+        }
+        Ok(())
+    }
+
     /// 3.15+: `RLock()` takes no arguments.
     pub(super) fn rlock_new_args(
         args: &Bound<'_, pyo3::types::PyTuple>,
@@ -948,19 +943,6 @@ mod versions {
     }
 
     pub(super) fn install(py: Python<'_>) -> PyResult<()> {
-        #[cfg(Py_3_13)]
-        {
-            let tp = py.get_type::<super::PyLock>();
-            // SAFETY: attached; the type was just created by this module and
-            // has no instances made through tp_new; setting the slot and
-            // invalidating the type cache is how a static type gets one.
-            unsafe {
-                let t = tp.as_type_ptr();
-                (*t).tp_new = Some(lock_new);
-                (*t).tp_flags &= !ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION;
-                ffi::PyType_Modified(t);
-            }
-        }
         #[cfg(Py_3_14)]
         {
             let def = Box::leak(Box::new(ffi::PyMethodDef {
