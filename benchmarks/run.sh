@@ -10,8 +10,9 @@
 # Per interpreter (--python PATH, repeatable, or a comma-separated list):
 #   - PATH itself is used if it imports rsthread._thread (e.g. .venv/bin/python);
 #     otherwise a venv benchmarks/target/venvs/<tag> is made with `PATH -m venv` and
-#     rsthread is installed into it with `pip install .` (log in
-#     benchmarks/target/results/versions/<tag>/build.log; BUILD_RSTHREAD=0 skips it);
+#     this tree is (re)built into it with `pip install --force-reinstall .` on every
+#     run (log in benchmarks/target/results/versions/<tag>/build.log; BUILD_RSTHREAD=0
+#     measures whatever build the venv holds);
 #   - a version where rsthread does not build or import is still measured: stock
 #     only, its column says "rsthread: not available on this version";
 #   - bench_thread.py and bench_stdlib.py write versions/<tag>/{thread,stdlib}.json
@@ -88,12 +89,16 @@ if [ "${#PYTHONS[@]}" -gt 0 ]; then
             VENV="benchmarks/target/venvs/$TAG"
             [ -x "$VENV/bin/python" ] || "$P" -m venv "$VENV"
             VPY="$VENV/bin/python"
-            if "$VPY" -c 'import rsthread._thread' 2>/dev/null; then
-                echo "== $VER ($P): using $VENV"
-            elif [ "${BUILD_RSTHREAD:-1}" != 0 ]; then
+            # Always (re)build this tree into the venv: an old build left there
+            # would be measured instead (BUILD_RSTHREAD=0: use what is there).
+            # A cargo target dir per interpreter keeps the rebuild incremental.
+            if [ "${BUILD_RSTHREAD:-1}" != 0 ]; then
                 echo "== $VER ($P): building rsthread into $VENV (log: $DIR/build.log)"
-                "$VPY" -m pip install -q --disable-pip-version-check --no-deps . > "$DIR/build.log" 2>&1 \
+                CARGO_TARGET_DIR="benchmarks/target/cargo/$TAG" "$VPY" -m pip install -q \
+                    --disable-pip-version-check --no-deps --force-reinstall . > "$DIR/build.log" 2>&1 \
                     || echo "   build failed (see $DIR/build.log)"
+            else
+                echo "== $VER ($P): using $VENV as it is (BUILD_RSTHREAD=0)"
             fi
             "$VPY" -c 'import rsthread._thread' 2>/dev/null \
                 || echo "   rsthread: not available on this version (stock only)"
