@@ -20,7 +20,8 @@ def test_install_before_threading_is_complete():
         assert threading._allocate_lock is rt.allocate_lock
         if sys.version_info >= (3, 13):  # thread handles
             assert threading._start_joinable_thread is rt.start_joinable_thread
-            assert type(threading.main_thread()._handle) is rt._ThreadHandle
+            main = threading.main_thread()  # 3.14+ names it _os_thread_handle
+            assert type(getattr(main, "_handle", None) or main._os_thread_handle) is rt._ThreadHandle
         else:
             assert threading._start_new_thread is rt.start_new_thread
             # the main thread's sentinel is ours too
@@ -84,8 +85,8 @@ def test_install_after_threading_new_objects_use_rsthread():
         assert type(old_lock) is stock.LockType      # created before: stays stock
         assert type(old_local) is stock._local
         t = threading.Thread(target=lambda: None); t.start(); t.join()
-        if hasattr(t, "_handle"):  # 3.13+: thread handles
-            assert type(t._handle) is rt._ThreadHandle
+        if hasattr(t, "_handle") or hasattr(t, "_os_thread_handle"):  # 3.13+: thread handles
+            assert type(getattr(t, "_handle", None) or t._os_thread_handle) is rt._ThreadHandle
         else:
             assert type(t._tstate_lock) in (rt.LockType, type(None))
         e = threading.Event(); threading.Timer(0.01, e.set).start(); assert e.wait(10)

@@ -152,6 +152,14 @@ pub fn seconds_to_ns(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
             if e.is_instance_of::<PyOverflowError>(py) {
                 return Err(PyOverflowError::new_err(overflow_msgs(py).1.clone()));
             }
+            // 3.14 words any type error of the conversion (a bad
+            // `__index__` too) as the non-number one.
+            if cfg!(Py_3_14) && !cfg!(Py_3_15) && e.is_instance_of::<PyTypeError>(py) {
+                return Err(PyTypeError::new_err(format!(
+                    "'{}' object cannot be interpreted as an integer or float",
+                    fully_qualified_name(obj)
+                )));
+            }
             return Err(e);
         }
     }
@@ -263,25 +271,43 @@ pub fn parse_acquire(
     Ok(timeout)
 }
 
-/// `PyArg_ParseTuple(args, "(kk):_acquire_restore")` -> `(count, owner)`.
+/// `PyArg_ParseTuple(args, "(kk):_acquire_restore")` -> `(count, owner)`;
+/// 3.14+ parses the count as a `Py_ssize_t` (`(nk)`: an index, and
+/// "Python int too large to convert to C ssize_t").
 pub fn parse_restore_state(args: &Bound<'_, PyTuple>) -> PyResult<(u64, u64)> {
-    let mut count: std::os::raw::c_ulong = 0;
     let mut owner: std::os::raw::c_ulong = 0;
-    // SAFETY: the format names two `unsigned long` outputs, matching the two
-    // pointers passed; `args` is a tuple; attached.
+    #[cfg(not(Py_3_14))]
+    let mut count: std::os::raw::c_ulong = 0;
+    #[cfg(Py_3_14)]
+    let mut count: ffi::Py_ssize_t = 0;
+    let fmt = if cfg!(Py_3_14) {
+        c"(nk):_acquire_restore"
+    } else {
+        c"(kk):_acquire_restore"
+    };
+    // SAFETY: the format names a count output of `count`'s type (`k`:
+    // unsigned long; `n`: Py_ssize_t, per the cfg above) and an `unsigned
+    // long` owner, matching the two pointers passed; `args` is a tuple;
+    // attached.
     let ok = unsafe {
         ffi::PyArg_ParseTuple(
             args.as_ptr(),
-            c"(kk):_acquire_restore".as_ptr(),
-            &mut count as *mut std::os::raw::c_ulong,
+            fmt.as_ptr(),
+            &mut count as *mut _,
             &mut owner as *mut std::os::raw::c_ulong,
         )
     };
     if ok == 0 {
         let e = PyErr::fetch(args.py());
-        // 3.15 parses the one argument itself: its message has no number.
+        // 3.15 parses the one argument itself: its messages name no
+        // argument number, or the item's place as the argument's.
         if cfg!(Py_3_15) && e.is_instance_of::<PyTypeError>(args.py()) {
             let msg = e.value(args.py()).str()?.to_string();
+            if let Some(rest) = msg.strip_prefix("_acquire_restore() argument 1, item 1 ") {
+                return Err(PyTypeError::new_err(format!(
+                    "_acquire_restore() argument 2 {rest}"
+                )));
+            }
             if let Some(rest) = msg.strip_prefix("_acquire_restore() argument 1 ") {
                 return Err(PyTypeError::new_err(format!(
                     "_acquire_restore() argument {rest}"
@@ -290,6 +316,7 @@ pub fn parse_restore_state(args: &Bound<'_, PyTuple>) -> PyResult<(u64, u64)> {
         }
         return Err(e);
     }
+    // A negative count (3.14+) wraps, as stock's unsigned arithmetic would.
     Ok((count as u64, owner as u64))
 }
 

@@ -80,10 +80,13 @@ impl Shared {
         self.state.load(Ordering::Acquire)
     }
 
-    /// A thread of the parent process, seen in a child after `fork`.
+    /// A thread of the parent process, seen in a child after `fork`: every
+    /// thread of an earlier process but the one that forked (the child's
+    /// main thread now, whichever thread asks).
     fn orphaned(&self) -> bool {
         // Relaxed: written before the thread starts (with the GIL held).
-        self.pid.load(Ordering::Relaxed) != std::process::id() && self.ident() != ident::current()
+        self.pid.load(Ordering::Relaxed) != std::process::id()
+            && self.ident() != crate::thread::main_thread_ident()
     }
 
     /// `is_done()`: the thread finished, or is gone with a `fork`.

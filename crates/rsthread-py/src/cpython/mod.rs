@@ -34,6 +34,12 @@ use pyo3::exceptions::PyImportError;
 use pyo3::ffi::{self, PyObject};
 use pyo3::prelude::*;
 
+#[cfg(Py_3_13)]
+extern "C" {
+    /// Public C API from 3.13 (pyo3-ffi does not declare it).
+    static PyExc_PythonFinalizationError: *mut PyObject;
+}
+
 extern "C" {
     fn _PyOS_IsMainThread() -> c_int;
     fn _PyObject_GenericGetAttrWithDict(
@@ -263,11 +269,22 @@ pub(crate) unsafe fn setattr_with_dict(
 #[cfg_attr(not(Py_3_13), allow(dead_code))]
 pub(crate) fn check_not_finalizing(py: Python<'_>) -> PyResult<()> {
     if is_finalizing() {
-        let tp = py.import("builtins")?.getattr("PythonFinalizationError")?;
-        return Err(PyErr::from_type(
-            tp.cast_into::<pyo3::types::PyType>()?,
-            "can't create new thread at interpreter shutdown",
-        ));
+        #[cfg(Py_3_13)]
+        {
+            // The type from the C API, not through an import: during
+            // finalization `sys.meta_path` may already be gone.
+            // SAFETY: attached; a type object of the running interpreter,
+            // set before any Python code runs and never cleared.
+            let tp = unsafe {
+                Bound::from_borrowed_ptr(py, *std::ptr::addr_of!(PyExc_PythonFinalizationError))
+            };
+            return Err(PyErr::from_type(
+                tp.cast_into::<pyo3::types::PyType>()?,
+                "can't create new thread at interpreter shutdown",
+            ));
+        }
+        #[cfg(not(Py_3_13))]
+        let _ = py;
     }
     Ok(())
 }

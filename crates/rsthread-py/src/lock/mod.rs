@@ -338,6 +338,11 @@ impl PyRLock {
     /// For internal use by `threading.Condition`.
     #[pyo3(text_signature = None)]
     fn _release_save(&self) -> PyResult<(u64, u64)> {
+        // 3.14+ (a recursive mutex underneath) refuses a lock another thread
+        // holds; up to 3.13 only an unheld one.
+        if cfg!(Py_3_14) && !self.raw.is_owned_by(ident::current()) {
+            return Err(PyRuntimeError::new_err("cannot release un-acquired lock"));
+        }
         if diag::global().flags() != 0 {
             diagnosed::rlock_release_save(self);
         }
@@ -733,8 +738,23 @@ mod fast {
                 let st = *args;
                 if ffi::PyTuple_CheckExact(st) != 0 && ffi::PyTuple_GET_SIZE(st) == 2 {
                     let (c, o) = (ffi::PyTuple_GET_ITEM(st, 0), ffi::PyTuple_GET_ITEM(st, 1));
-                    if ffi::PyLong_CheckExact(c) != 0 && ffi::PyLong_CheckExact(o) != 0 {
-                        let count = ffi::PyLong_AsUnsignedLongMask(c) as u64;
+                    // 3.14+ reads the count as a Py_ssize_t ("n"): one out of
+                    // its range takes the general path, which raises.
+                    let exact = ffi::PyLong_CheckExact(c) != 0 && ffi::PyLong_CheckExact(o) != 0;
+                    let count = if !exact {
+                        None
+                    } else if cfg!(Py_3_14) {
+                        let n = ffi::PyLong_AsSsize_t(c);
+                        if n == -1 && !ffi::PyErr_Occurred().is_null() {
+                            ffi::PyErr_Clear();
+                            None
+                        } else {
+                            Some(n as u64)
+                        }
+                    } else {
+                        Some(ffi::PyLong_AsUnsignedLongMask(c) as u64)
+                    };
+                    if let Some(count) = count {
                         let owner = ffi::PyLong_AsUnsignedLongMask(o) as u64;
                         if !l.raw.try_acquire_inner() {
                             // Not interruptible, like stock.
