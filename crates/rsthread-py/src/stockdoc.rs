@@ -21,9 +21,11 @@ use pyo3::types::{PyModule, PyType};
 /// Leak `s` as a C string: a `PyMethodDef` keeps pointers to its name and doc
 /// for as long as the function or descriptor lives, i.e. the process.
 fn leak(s: &str) -> PyResult<*const c_char> {
-    let c = CString::new(s)
-        .map_err(|_| pyo3::exceptions::PyValueError::new_err("NUL in a docstring"))?;
-    Ok(Box::leak(c.into_boxed_c_str()).as_ptr())
+    Ok(Box::leak(c_string(s)?.into_boxed_c_str()).as_ptr())
+}
+
+fn c_string(s: &str) -> PyResult<CString> {
+    CString::new(s).map_err(|_| pyo3::exceptions::PyValueError::new_err("NUL in a docstring"))
 }
 
 /// The `ml_doc` CPython would hold for stock's `name`: its text signature (if
@@ -180,13 +182,7 @@ fn type_doc(tp: &Bound<'_, PyType>, stock_tp: &Bound<'_, PyAny>) -> PyResult<()>
     }
     let name: String = stock_tp.getattr("__name__")?.extract()?;
     let doc = internal_doc(&name, stock_tp)?;
-    let c = match doc {
-        Some(d) => Some(
-            CString::new(d)
-                .map_err(|_| pyo3::exceptions::PyValueError::new_err("NUL in a docstring"))?,
-        ),
-        None => None,
-    };
+    let c = doc.as_deref().map(c_string).transpose()?;
     let t = tp.as_type_ptr();
     // SAFETY: attached; `t` is our heap type (made by PyO3 through
     // PyType_FromSpec), whose `tp_doc` CPython allocated with PyObject_Malloc

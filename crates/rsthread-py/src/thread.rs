@@ -650,18 +650,9 @@ unsafe extern "C" fn get_ident_raw(
     unsafe { ffi::PyLong_FromUnsignedLongLong(ident::current()) }
 }
 
-/// Replace the module's `get_ident` with [`get_ident_raw`], keeping its doc.
+/// Replace the module's `get_ident` with [`get_ident_raw`].
 pub(crate) fn install_fast_get_ident(m: &Bound<'_, pyo3::types::PyModule>) -> PyResult<()> {
     let py = m.py();
-    let doc: Option<String> = m.getattr("get_ident")?.getattr("__doc__")?.extract()?;
-    let doc_ptr = doc.map_or(std::ptr::null(), |d| {
-        Box::leak(
-            std::ffi::CString::new(d)
-                .expect("no NUL")
-                .into_boxed_c_str(),
-        )
-        .as_ptr()
-    });
     // Leaked: the function object points at its PyMethodDef for its lifetime.
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"get_ident".as_ptr(),
@@ -669,7 +660,8 @@ pub(crate) fn install_fast_get_ident(m: &Bound<'_, pyo3::types::PyModule>) -> Py
             PyCFunction: get_ident_raw,
         },
         ml_flags: ffi::METH_NOARGS,
-        ml_doc: doc_ptr,
+        // Stock's docstring is given by `stockdoc::apply`, last in module init.
+        ml_doc: std::ptr::null(),
     }));
     let modname = pyo3::types::PyString::new(py, "_thread");
     // SAFETY: attached; `def` is 'static; `m` and `modname` are live; new reference or NULL.

@@ -415,7 +415,6 @@ impl PyRLock {
 mod fast {
     use super::*;
     use pyo3::ffi;
-    use std::os::raw::c_char;
 
     type Fast = unsafe extern "C" fn(
         *mut ffi::PyObject,
@@ -779,19 +778,9 @@ mod fast {
     fn install_one(
         tp: &Bound<'_, pyo3::types::PyType>,
         name: &'static std::ffi::CStr,
-        doc_of: &str,
         entry: Entry,
     ) -> PyResult<()> {
         let py = tp.py();
-        // Stock's aliases share one docstring: take it from the PyO3 method `doc_of`.
-        let doc: Option<std::ffi::CString> = tp
-            .getattr(doc_of)?
-            .getattr("__doc__")?
-            .extract::<Option<String>>()?
-            .map(|d| std::ffi::CString::new(d).expect("no NUL in docstrings"));
-        let doc_ptr: *const c_char = doc.map_or(std::ptr::null(), |d| {
-            Box::leak(d.into_boxed_c_str()).as_ptr()
-        });
         let (meth, flags) = match entry {
             Entry::Fast(f) => (
                 ffi::PyMethodDefPointer {
@@ -807,7 +796,9 @@ mod fast {
             ml_name: name.as_ptr(),
             ml_meth: meth,
             ml_flags: flags,
-            ml_doc: doc_ptr,
+            // The docstring (and text signature) is stock's own, given by
+            // `stockdoc::apply` last in module initialisation.
+            ml_doc: std::ptr::null(),
         }));
         // SAFETY: attached; `def` is 'static; returns a new reference or NULL.
         let descr = unsafe { ffi::PyDescr_NewMethod(tp.as_type_ptr(), def) };
@@ -823,52 +814,27 @@ mod fast {
     /// Replace the hot methods of `lock` and `RLock` by the raw entry points.
     pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
         let lock = py.get_type::<PyLock>();
-        // The aliases come last: their docstrings are read from the PyO3 methods.
-        for (n, d, e) in [
-            (
-                c"acquire_lock",
-                "acquire",
-                Entry::Fast(acquire::<PyLock, false>),
-            ),
-            (
-                c"__enter__",
-                "acquire",
-                Entry::Fast(acquire::<PyLock, true>),
-            ),
-            (c"release_lock", "release", Entry::NoArgs(release::<PyLock>)),
-            (c"__exit__", "release", Entry::Fast(exit::<PyLock>)),
-            (c"acquire", "acquire", Entry::Fast(acquire::<PyLock, false>)),
-            (c"release", "release", Entry::NoArgs(release::<PyLock>)),
+        for (n, e) in [
+            (c"acquire_lock", Entry::Fast(acquire::<PyLock, false>)),
+            (c"__enter__", Entry::Fast(acquire::<PyLock, true>)),
+            (c"release_lock", Entry::NoArgs(release::<PyLock>)),
+            (c"__exit__", Entry::Fast(exit::<PyLock>)),
+            (c"acquire", Entry::Fast(acquire::<PyLock, false>)),
+            (c"release", Entry::NoArgs(release::<PyLock>)),
         ] {
-            install_one(&lock, n, d, e)?;
+            install_one(&lock, n, e)?;
         }
         let rlock = py.get_type::<PyRLock>();
-        for (n, d, e) in [
-            (
-                c"__enter__",
-                "acquire",
-                Entry::Fast(acquire::<PyRLock, true>),
-            ),
-            (c"__exit__", "release", Entry::Fast(exit::<PyRLock>)),
-            (
-                c"acquire",
-                "acquire",
-                Entry::Fast(acquire::<PyRLock, false>),
-            ),
-            (c"release", "release", Entry::NoArgs(release::<PyRLock>)),
-            (c"_is_owned", "_is_owned", Entry::NoArgs(rlock_is_owned)),
-            (
-                c"_release_save",
-                "_release_save",
-                Entry::NoArgs(rlock_release_save),
-            ),
-            (
-                c"_acquire_restore",
-                "_acquire_restore",
-                Entry::Fast(rlock_acquire_restore),
-            ),
+        for (n, e) in [
+            (c"__enter__", Entry::Fast(acquire::<PyRLock, true>)),
+            (c"__exit__", Entry::Fast(exit::<PyRLock>)),
+            (c"acquire", Entry::Fast(acquire::<PyRLock, false>)),
+            (c"release", Entry::NoArgs(release::<PyRLock>)),
+            (c"_is_owned", Entry::NoArgs(rlock_is_owned)),
+            (c"_release_save", Entry::NoArgs(rlock_release_save)),
+            (c"_acquire_restore", Entry::Fast(rlock_acquire_restore)),
         ] {
-            install_one(&rlock, n, d, e)?;
+            install_one(&rlock, n, e)?;
         }
         Ok(())
     }
