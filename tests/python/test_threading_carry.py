@@ -147,6 +147,39 @@ def test_unraisable_from_start_new_thread_matches_stock():
     assert "Exception ignored in thread started by" in ours.stdout
 
 
+@pytest.mark.parametrize("where", ["atexit", "finalizer"])
+def test_thread_started_at_shutdown_matches_stock(where):
+    # 3.12 refuses a thread from an atexit handler (the interpreter's own
+    # finalizing flag is set before they run); 3.13+ allows it there and
+    # refuses it from a finalizer at interpreter shutdown; 3.11 allows both.
+    code = """
+        import _thread, atexit, sys
+        def f():
+            print("thread ran", flush=True)
+        def start():
+            try:
+                _thread.start_new_thread(f, ())
+                print("started", flush=True)
+            except BaseException as e:
+                print(type(e).__name__, e, flush=True)
+        class AtFinalization:
+            def __del__(self):
+                start()
+        if sys.argv[1] == "atexit":
+            atexit.register(start)
+        else:
+            at_finalization = AtFinalization()
+    """
+    ours = run_py(code, args=[where])
+    stock = run_py(code, rsthread=False, args=[where])
+    assert ours.returncode == stock.returncode, ours.stderr
+    # whether the started thread got to run before exit is a race
+    first = [s.stdout.splitlines()[:1] for s in (ours, stock)]
+    assert first[0] == first[1], (ours.stdout, stock.stdout)
+    if sys.version_info >= (3, 12) and where == ("atexit" if sys.version_info < (3, 13) else "finalizer"):
+        assert "can't create new thread at interpreter shutdown" in ours.stdout
+
+
 def test_fork_with_threads_holding_locks():
     r = run_py("""
         import os, threading, time, _thread
@@ -410,3 +443,40 @@ def test_env_var_installs_at_startup_in_children():
     env["RSTHREAD"] = "0"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert r.stdout.split() == ["False", "False", "False"], r.stderr
+
+
+def test_env_var_hook_is_quiet_in_subinterpreters():
+    # A subinterpreter runs `site` too; rsthread cannot load there, and the
+    # hook must leave it on stock threading without a word.
+    _testcapi = pytest.importorskip("_testcapi")
+    code = (
+        "import _testcapi, sys\n"
+        "r = _testcapi.run_in_subinterp('import threading')\n"
+        "import rsthread\n"
+        "print(r, rsthread.installed())\n"
+    )
+    env = dict(os.environ, RSTHREAD="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "True"]
+    assert r.stderr == ""
+
+
+def test_env_var_hook_warns_once_when_rsthread_cannot_load(tmp_path):
+    # What an unsupported interpreter sees: `import rsthread` raises
+    # ImportError (here a stand-in package earlier on sys.path raises it).
+    fake = tmp_path / "rsthread"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('rsthread supports CPython 3.11 to 3.15, not 3.99')\n")
+    code = (
+        "import subprocess, sys, threading, _thread\n"
+        "print(type(threading.Lock()).__module__, _thread.__name__)\n"
+        "subprocess.run([sys.executable, '-c', 'import threading'])\n"
+    )
+    env = dict(os.environ, RSTHREAD="1", PYTHONPATH=str(tmp_path))
+    env.pop("_RSTHREAD_WARNED", None)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["_thread", "_thread"]
+    assert r.stderr == "rsthread: not installed, stock threading stays in place: " \
+                       "rsthread supports CPython 3.11 to 3.15, not 3.99\n"

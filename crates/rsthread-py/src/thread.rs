@@ -321,8 +321,6 @@ fn start_impl(
     };
     let none = py.None();
     let kw_obj = kw.as_ref().map_or(none.as_ptr(), |k| k.as_ptr());
-    #[cfg(Py_3_13)]
-    cpython::check_not_finalizing(py)?;
     // SAFETY: attached; "OOO" takes three borrowed object pointers, all alive.
     if unsafe {
         capi::PySys_Audit(
@@ -336,6 +334,8 @@ fn start_impl(
     {
         return Err(PyErr::fetch(py));
     }
+    // After the audit event, as stock does.
+    cpython::check_not_finalizing(py)?;
     spawn_python_thread(py, &func, &fargs, kw.as_ref(), None)
 }
 

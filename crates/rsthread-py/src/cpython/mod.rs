@@ -18,7 +18,8 @@
 //! - 3.11: private thread-state preallocation (`tstate`), `_PyErr_Display`,
 //!   `_PyErr_WriteUnraisableMsg`, `_Py_IsFinalizing`, the frame walk.
 //! - 3.12: public thread states and `PyErr_DisplayException`; still the
-//!   private `_PyErr_WriteUnraisableMsg` and `_Py_IsFinalizing`.
+//!   private `_PyErr_WriteUnraisableMsg` and `_Py_IsFinalizing`; the
+//!   interpreter's `finalizing` flag by offset ([`interp312`], probed).
 //! - 3.13 to 3.15: public `PyErr_FormatUnraisable` and `Py_IsFinalizing`.
 //!
 //! Used on every version, exported by every libpython 3.11-3.15 (checked
@@ -26,6 +27,8 @@
 //! `_PyObject_GenericSetAttrWithDict` (no public equivalent).
 
 pub(crate) mod frames;
+#[cfg(all(Py_3_12, not(Py_3_13)))]
+mod interp312;
 pub(crate) mod tstate;
 
 use std::os::raw::{c_char, c_int};
@@ -115,6 +118,8 @@ pub(crate) fn check_version(_py: Python<'_>) -> PyResult<()> {
             "rsthread does not support free-threaded (--disable-gil) CPython builds",
         ));
     }
+    #[cfg(all(Py_3_12, not(Py_3_13)))]
+    interp312::probe(_py);
     Ok(())
 }
 
@@ -265,26 +270,32 @@ pub(crate) unsafe fn setattr_with_dict(
     unsafe { _PyObject_GenericSetAttrWithDict(obj, name, value, dict) }
 }
 
-/// Raise `PythonFinalizationError` (3.13+) if the interpreter is finalizing.
-#[cfg_attr(not(Py_3_13), allow(dead_code))]
+/// Refuse to start a thread once the interpreter is finalizing, as stock
+/// does: 3.13+ raises `PythonFinalizationError` (from `Py_IsFinalizing`);
+/// 3.12 raises `RuntimeError` from the interpreter's own flag, which is set
+/// before `threading._shutdown` and the `atexit` handlers run; 3.11 starts
+/// the thread.
+#[cfg_attr(not(Py_3_12), allow(dead_code))]
 pub(crate) fn check_not_finalizing(py: Python<'_>) -> PyResult<()> {
-    if is_finalizing() {
-        #[cfg(Py_3_13)]
-        {
-            // The type from the C API, not through an import: during
-            // finalization `sys.meta_path` may already be gone.
-            // SAFETY: attached; a type object of the running interpreter,
-            // set before any Python code runs and never cleared.
-            let tp = unsafe {
-                Bound::from_borrowed_ptr(py, *std::ptr::addr_of!(PyExc_PythonFinalizationError))
-            };
-            return Err(PyErr::from_type(
-                tp.cast_into::<pyo3::types::PyType>()?,
-                "can't create new thread at interpreter shutdown",
-            ));
-        }
-        #[cfg(not(Py_3_13))]
-        let _ = py;
+    const MSG: &str = "can't create new thread at interpreter shutdown";
+    #[cfg(all(Py_3_12, not(Py_3_13)))]
+    if interp312::finalizing(py) {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(MSG));
     }
+    #[cfg(Py_3_13)]
+    if is_finalizing() {
+        // The type from the C API, not through an import: during
+        // finalization `sys.meta_path` may already be gone.
+        // SAFETY: attached; a type object of the running interpreter,
+        // set before any Python code runs and never cleared.
+        let tp = unsafe {
+            Bound::from_borrowed_ptr(py, *std::ptr::addr_of!(PyExc_PythonFinalizationError))
+        };
+        return Err(PyErr::from_type(
+            tp.cast_into::<pyo3::types::PyType>()?,
+            MSG,
+        ));
+    }
+    let _ = py;
     Ok(())
 }

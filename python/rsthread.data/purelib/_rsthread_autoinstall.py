@@ -2,7 +2,12 @@
 environment variable ``RSTHREAD`` (any non-empty value but ``0``) or
 ``RSTHREAD_DIAG`` is set: installs rsthread before ``threading`` is imported
 and applies ``RSTHREAD_DIAG``. Child processes inherit the variables, so a
-whole process tree runs on rsthread with no code change."""
+whole process tree runs on rsthread with no code change.
+
+A top-level module, not part of the ``rsthread`` package: importing the
+package is what fails on an interpreter rsthread does not support (and in a
+subinterpreter), and that failure must be caught here, not printed by
+``site`` as an error in the ``.pth`` file."""
 import os
 import sys
 
