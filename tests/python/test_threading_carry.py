@@ -180,6 +180,41 @@ def test_thread_started_at_shutdown_matches_stock(where):
         assert "can't create new thread at interpreter shutdown" in ours.stdout
 
 
+def test_join_daemon_thread_in_finalization_matches_stock():
+    # 3.14+ refuses to join a still-running thread once the interpreter
+    # finalizes (it could never finish); earlier versions differ in whether
+    # the finalizer runs at all. Either way: as stock.
+    code = """
+        import threading
+        def loop():
+            while True:
+                pass
+        def done():
+            pass
+        class Cycle:
+            def __init__(self):
+                self.self_ref = self
+                self.thr = threading.Thread(target=loop, daemon=True)
+                self.thr.start()
+                self.fin = threading.Thread(target=done, daemon=True)
+                self.fin.start()
+                self.fin.join()
+            def __del__(self):
+                for t, to in ((self.thr, None), (self.thr, 0), (self.thr, 10), (self.fin, None)):
+                    try:
+                        t.join(timeout=to)
+                        print("joined", to, flush=True)
+                    except BaseException as e:
+                        print(to, type(e).__name__, e, flush=True)
+        Cycle()
+    """
+    ours = run_py(code, timeout=30)
+    stock = run_py(code, rsthread=False, timeout=30)
+    assert (ours.returncode, ours.stdout) == (stock.returncode, stock.stdout), (ours, stock)
+    if sys.version_info >= (3, 14):
+        assert "None PythonFinalizationError cannot join thread at interpreter shutdown" in ours.stdout
+
+
 def test_fork_with_threads_holding_locks():
     r = run_py("""
         import os, threading, time, _thread

@@ -185,6 +185,15 @@ impl PyThreadHandle {
         if state != DONE && sh.ident() == ident::current() {
             return Err(PyRuntimeError::new_err("Cannot join current thread"));
         }
+        // 3.14+: once the interpreter finalizes, other threads can no longer
+        // run Python code to finish, so a join would wait forever: refused.
+        #[cfg(Py_3_14)]
+        if state != DONE && crate::cpython::is_finalizing() {
+            return Err(crate::cpython::finalization_error(
+                py,
+                "cannot join thread at interpreter shutdown",
+            ));
+        }
         if sh.done() {
             return Ok(());
         }

@@ -202,11 +202,21 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
         ffi::Py_XDECREF(boot.kwargs);
         // Relaxed: a counter read for information only.
         COUNT.fetch_sub(1, Ordering::Relaxed);
+        // Volatile: `_set_sentinel` wrote it through the key's pointer.
+        let sentinel = std::ptr::read_volatile(&raw const sentinel);
+        if !sentinel.is_null() {
+            // Released below, after the clear, as stock does.
+            let d = ffi::PyThreadState_GetDict();
+            if !d.is_null() {
+                let py = Python::assume_attached();
+                let dict = Bound::from_borrowed_ptr(py, d).cast_into_unchecked::<PyDict>();
+                // A str key: the lookup cannot fail or run Python code.
+                let _ = disarm_releaser(&dict);
+            }
+        }
         ffi::PyThreadState_Clear(ts);
         // The key's value is left pointing at the slot: nothing reads it
         // after this, and glibc clears it when the thread ends.
-        // Volatile: `_set_sentinel` wrote it through the key's pointer.
-        let sentinel = std::ptr::read_volatile(&raw const sentinel);
         if !sentinel.is_null() {
             release_sentinel(Python::assume_attached(), sentinel);
         }
@@ -476,6 +486,17 @@ impl Drop for SentinelReleaser {
 
 const SENTINEL_KEY: &str = "_rsthread_sentinel";
 
+/// Disarm the sentinel releaser in a thread-state dict, if there is one.
+fn disarm_releaser(dict: &Bound<'_, PyDict>) -> PyResult<()> {
+    if let Some(old) = dict.get_item(SENTINEL_KEY)? {
+        if let Ok(old) = old.cast::<SentinelReleaser>() {
+            // Relaxed: only touched with the GIL held (see `Drop`).
+            old.get().armed.store(false, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
 /// _set_sentinel() -> lock
 ///
 /// Set a sentinel lock that will be released when the current thread
@@ -504,28 +525,28 @@ pub fn _set_sentinel(py: Python<'_>) -> PyResult<Py<PyLock>> {
             let old = std::mem::replace(&mut *slot, lock.clone_ref(py).into_ptr());
             ffi::Py_XDECREF(old);
         }
-    } else {
-        // SAFETY: attached; returns a borrowed dict (NULL only without a thread state).
-        let d = unsafe { ffi::PyThreadState_GetDict() };
-        if d.is_null() {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "no thread state dict",
-            ));
-        }
-        // SAFETY: `d` is a live dict borrowed from the thread state.
-        let dict = unsafe { Bound::from_borrowed_ptr(py, d) }.cast_into::<PyDict>()?;
-        if let Some(old) = dict.get_item(SENTINEL_KEY)? {
-            if let Ok(old) = old.cast::<SentinelReleaser>() {
-                // Relaxed: only touched with the GIL held (see `Drop`).
-                old.get().armed.store(false, Ordering::Relaxed);
-            }
-        }
-        let rel = SentinelReleaser {
-            lock: lock.clone_ref(py),
-            armed: true.into(),
-        };
-        dict.set_item(SENTINEL_KEY, Py::new(py, rel)?)?;
     }
+    // Every thread also gets a releaser in its thread-state dict: for a
+    // thread we did not start, it is the only release; for one we did,
+    // `thread_start` disarms it and releases after `PyThreadState_Clear`
+    // (stock's order), so it fires only when another thread clears this
+    // one's state: a daemon thread at interpreter finalization, whose
+    // sentinel stock releases then too (a finalizer may join it).
+    // SAFETY: attached; returns a borrowed dict (NULL only without a thread state).
+    let d = unsafe { ffi::PyThreadState_GetDict() };
+    if d.is_null() {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "no thread state dict",
+        ));
+    }
+    // SAFETY: `d` is a live dict borrowed from the thread state.
+    let dict = unsafe { Bound::from_borrowed_ptr(py, d) }.cast_into::<PyDict>()?;
+    disarm_releaser(&dict)?;
+    let rel = SentinelReleaser {
+        lock: lock.clone_ref(py),
+        armed: true.into(),
+    };
+    dict.set_item(SENTINEL_KEY, Py::new(py, rel)?)?;
     Ok(lock)
 }
 

@@ -284,18 +284,22 @@ pub(crate) fn check_not_finalizing(py: Python<'_>) -> PyResult<()> {
     }
     #[cfg(Py_3_13)]
     if is_finalizing() {
-        // The type from the C API, not through an import: during
-        // finalization `sys.meta_path` may already be gone.
-        // SAFETY: attached; a type object of the running interpreter,
-        // set before any Python code runs and never cleared.
-        let tp = unsafe {
-            Bound::from_borrowed_ptr(py, *std::ptr::addr_of!(PyExc_PythonFinalizationError))
-        };
-        return Err(PyErr::from_type(
-            tp.cast_into::<pyo3::types::PyType>()?,
-            MSG,
-        ));
+        return Err(finalization_error(py, MSG));
     }
     let _ = py;
     Ok(())
+}
+
+/// `PythonFinalizationError(msg)` (3.13+).
+#[cfg(Py_3_13)]
+pub(crate) fn finalization_error(py: Python<'_>, msg: &'static str) -> PyErr {
+    // The type from the C API, not through an import: during finalization
+    // `sys.meta_path` may already be gone.
+    // SAFETY: attached; a type object of the running interpreter, set before
+    // any Python code runs and never cleared.
+    let tp = unsafe {
+        Bound::from_borrowed_ptr(py, *std::ptr::addr_of!(PyExc_PythonFinalizationError))
+            .cast_into_unchecked::<pyo3::types::PyType>()
+    };
+    PyErr::from_type(tp, msg)
 }
