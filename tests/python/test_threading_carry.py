@@ -215,6 +215,45 @@ def test_join_daemon_thread_in_finalization_matches_stock():
         assert "None PythonFinalizationError cannot join thread at interpreter shutdown" in ours.stdout
 
 
+def test_acquire_daemon_thread_lock_in_finalization_matches_stock():
+    # 3.15 refuses to wait for a lock at interpreter finalization (its
+    # holder can never run again); a lock that is free is still taken.
+    code = """
+        import threading, time, _thread
+        ev = threading.Event()
+        locks = {"Lock": threading.Lock(), "RLock": threading.RLock(), "raw": _thread.allocate_lock()}
+        free = threading.Lock()
+        def loop():
+            for l in locks.values():
+                l.acquire()
+            ev.set()
+            while True:
+                time.sleep(1)
+        class Cycle:
+            def __init__(self):
+                self.self_ref = self
+                self.thr = threading.Thread(target=loop, daemon=True)
+                self.thr.start()
+                ev.wait()
+            def __del__(self):
+                print("free", free.acquire(), flush=True)
+                for name, l in locks.items():
+                    # before 3.15 an unbounded wait here never ends
+                    for args in ((True, 0.01), (False,)) + (((), (True, 5)) if UNBOUNDED else ()):
+                        try:
+                            print(name, args, l.acquire(*args), flush=True)
+                        except BaseException as e:
+                            print(name, args, type(e).__name__, e, flush=True)
+        Cycle()
+    """
+    code = f"UNBOUNDED = {sys.version_info >= (3, 15)}\n" + textwrap.dedent(code)
+    ours = run_py(code, timeout=60)
+    stock = run_py(code, rsthread=False, timeout=60)
+    assert (ours.returncode, ours.stdout) == (stock.returncode, stock.stdout), (ours, stock)
+    if sys.version_info >= (3, 15):
+        assert "Lock () PythonFinalizationError cannot acquire lock at interpreter finalization" in ours.stdout
+
+
 def test_fork_with_threads_holding_locks():
     r = run_py("""
         import os, threading, time, _thread

@@ -55,6 +55,15 @@ where
     F: Fn(Option<Deadline>) -> Acquire + Sync,
     P: FnMut(Python<'_>) -> PyResult<()>,
 {
+    // 3.15+: once the interpreter finalizes, the thread holding the lock can
+    // never run again to release it, so a wait is refused, as stock does.
+    #[cfg(Py_3_15)]
+    if crate::cpython::is_finalizing() {
+        return Err(crate::cpython::finalization_error(
+            py,
+            "cannot acquire lock at interpreter finalization",
+        ));
+    }
     let deadline = if timeout_ns == UNSET_TIMEOUT {
         None
     } else {
