@@ -182,30 +182,54 @@ enum SpinEnd {
     Timeout,
 }
 
-/// How many threads of the process may spin at once: CPUs − 1.
+/// How many threads of the process may spin at once: the CPUs the calling
+/// thread may run on, minus one (0: never spin; the holder could not run
+/// meanwhile).
+///
+/// The CPU count is re-read at most every [`AFFINITY_RECHECK_NS`] (one
+/// `sched_getaffinity`), so a process or thread pinned to one CPU after its
+/// first contended wait (`os.sched_setaffinity`) stops spinning within that
+/// time instead of spinning for nothing for the rest of its life.
 #[cfg(not(loom))]
 fn max_spinners() -> u32 {
-    use std::sync::atomic::{AtomicU32 as A, Ordering as O};
+    use std::sync::atomic::{AtomicU32 as A, AtomicU64 as A64, Ordering as O};
+    use std::sync::Once;
     static MAX: A = A::new(u32::MAX);
+    // Upper bound from the first call: the affinity mask and cgroup quota.
+    static LIMIT: A = A::new(0);
+    static CHECKED_AT: A64 = A64::new(0);
+    static FORK_HANDLER: Once = Once::new();
+    // Relaxed (all three): a heuristic's cache; a stale or torn view only
+    // costs one more or one fewer spin.
     let m = MAX.load(O::Relaxed);
-    if m != u32::MAX {
+    let now = crate::timeout::monotonic_ns();
+    if m != u32::MAX && now.wrapping_sub(CHECKED_AT.load(O::Relaxed)) < AFFINITY_RECHECK_NS {
         return m;
     }
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let m = n.saturating_sub(1);
-    if m > 0 {
+    CHECKED_AT.store(now, O::Relaxed);
+    let mut limit = LIMIT.load(O::Relaxed);
+    if limit == 0 {
+        limit = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        LIMIT.store(limit, O::Relaxed);
+    }
+    let cpus = rustix::thread::sched_getaffinity(None).map_or(limit, |set| set.count().min(limit));
+    let m = cpus.saturating_sub(1);
+    FORK_HANDLER.call_once(|| {
         // A fork while another thread spins would leave its slot taken in
         // the child, where only the forking (non-spinning) thread survives.
         extern "C" fn reset_in_child() {
             SPINNERS.store(0, O::Relaxed);
         }
-        // SAFETY: registers a handler that only stores to an atomic. A
-        // second registration by a racing first call is harmless.
+        // SAFETY: registers a handler that only stores to an atomic.
         unsafe { libc::pthread_atfork(None, None, Some(reset_in_child)) };
-    }
+    });
     MAX.store(m, O::Relaxed);
     m
 }
+
+/// How often [`max_spinners`] re-reads the calling thread's CPU affinity.
+#[cfg(not(loom))]
+const AFFINITY_RECHECK_NS: u64 = 20_000_000;
 
 /// Threads spinning now (adaptive spins only).
 #[cfg(not(loom))]
@@ -645,6 +669,31 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn pinned_to_one_cpu_stops_spinning() {
+        let all = rustix::thread::sched_getaffinity(None).unwrap();
+        if all.count() < 2 {
+            return; // nothing to observe: a single CPU never spins
+        }
+        // In a thread of its own: the affinity is per thread.
+        std::thread::spawn(move || {
+            assert!(max_spinners() > 0, "{} CPUs, no spinning", all.count());
+            let cpu = (0..1024).find(|&c| all.is_set(c)).unwrap();
+            let mut one = rustix::thread::CpuSet::new();
+            one.set(cpu);
+            rustix::thread::sched_setaffinity(None, &one).unwrap();
+            // Within a few recheck periods (another test thread may refresh
+            // the cache meanwhile from its own, unpinned, mask).
+            let stopped = (0..10).any(|_| {
+                std::thread::sleep(Duration::from_nanos(AFFINITY_RECHECK_NS + 5_000_000));
+                max_spinners() == 0
+            });
+            assert!(stopped, "still spinning on one CPU");
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn states() {
