@@ -59,10 +59,6 @@ one() {
     # suite (8-15 min per version) with --pytest.
     if [ -n "${VERSIONS_PYTEST:-}" ]; then
       step pytest "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
-    elif [ "$label" = sid-3.15 ]; then
-      # Known gap (README): 3.15's argument parsing is not matched yet
-      # (564 of test_bad_input's rows differ from its stock); not run in CI.
-      parts+=("pytest not-run(3.15 gap)")
     else
       step pytest "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python/test_exact.py \
         tests/python/test_bad_input.py tests/python/test_deadlock_rule.py tests/python/test_threading_carry.py

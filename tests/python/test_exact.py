@@ -573,6 +573,12 @@ def test_rlock_context_manager_and_at_fork_reinit(thread_mod):
 
 
 def test_rlock_args_ignored(thread_mod):
+    if sys.version_info >= (3, 15):  # 3.15's RLock() takes no arguments
+        with pytest.raises(TypeError, match=r"^RLock\(\) takes no positional arguments$"):
+            thread_mod.RLock(1, 2, x=3)
+        with pytest.raises(TypeError, match=r"^RLock\(\) takes no keyword arguments$"):
+            thread_mod.RLock(x=3)
+        return
     r = thread_mod.RLock(1, 2, x=3)
     assert r._recursion_count() == 0 and r.acquire() is True
     r.release()

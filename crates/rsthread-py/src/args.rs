@@ -121,18 +121,15 @@ pub fn seconds_to_ns(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
     // SAFETY: a valid object; a type-slot check only.
     let is_index = unsafe { ffi::PyIndex_Check(obj.as_ptr()) } != 0;
     if !is_index {
-        // 3.15 takes any real number (`__float__`); 3.14 names both kinds.
+        // 3.15 takes any real number (`__float__`), and its errors are
+        // `PyFloat_AsDouble`'s own ("must be real number, not X" with the
+        // bare type name; a bad `__float__` in the interpreter's words);
+        // 3.14 names both kinds.
         if cfg!(Py_3_15) {
             // SAFETY: valid object, attached; -1.0 with an exception on failure.
             let d = unsafe { ffi::PyFloat_AsDouble(obj.as_ptr()) };
             if d == -1.0 {
                 if let Some(e) = PyErr::take(py) {
-                    if e.is_instance_of::<PyTypeError>(py) {
-                        return Err(PyTypeError::new_err(format!(
-                            "must be real number, not {}",
-                            fully_qualified_name(obj)
-                        )));
-                    }
                     return Err(e);
                 }
             }
@@ -181,10 +178,23 @@ fn float_seconds_to_ns(py: Python<'_>, d: f64) -> PyResult<i64> {
     Ok(ns as i64)
 }
 
+/// The name `lock.acquire_lock` gives itself in its argument errors: its
+/// own from 3.15 (a method of its own), `acquire` before (an alias).
+pub const fn acquire_lock_name() -> &'static str {
+    if cfg!(Py_3_15) {
+        "acquire_lock"
+    } else {
+        "acquire"
+    }
+}
+
 /// Parsed `acquire(blocking=True, timeout=-1)`: the timeout in ns, where
-/// `UNSET_TIMEOUT` means forever and 0 means "try once".
+/// `UNSET_TIMEOUT` means forever and 0 means "try once". `name` is the
+/// method's name in the argument errors: 3.15 parses `acquire_lock` under
+/// its own name, earlier versions as `acquire` (see [`acquire_lock_name`]).
 pub fn parse_acquire(
     py: Python<'_>,
+    name: &str,
     args: &Bound<'_, PyTuple>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<i64> {
@@ -197,7 +207,7 @@ pub fn parse_acquire(
         // getargs says "keyword arguments" when none were positional.
         let kind = if nargs == 0 { "keyword " } else { "" };
         return Err(PyTypeError::new_err(format!(
-            "acquire() takes at most 2 {kind}arguments ({} given)",
+            "{name}() takes at most 2 {kind}arguments ({} given)",
             nargs + nkw
         )));
     }
@@ -208,29 +218,29 @@ pub fn parse_acquire(
             let key = k
                 .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("keywords must be strings"))?;
-            let name = key.to_cow()?;
-            match &*name {
+            let key = key.to_cow()?;
+            match &*key {
                 "blocking" => {
                     if nargs >= 1 {
-                        return Err(PyTypeError::new_err(
-                            "argument for acquire() given by name ('blocking') and position (1)",
-                        ));
+                        return Err(PyTypeError::new_err(format!(
+                            "argument for {name}() given by name ('blocking') and position (1)"
+                        )));
                     }
                     blocking_obj = Some(v);
                 }
                 "timeout" => {
                     if nargs >= 2 {
-                        return Err(PyTypeError::new_err(
-                            "argument for acquire() given by name ('timeout') and position (2)",
-                        ));
+                        return Err(PyTypeError::new_err(format!(
+                            "argument for {name}() given by name ('timeout') and position (2)"
+                        )));
                     }
                     timeout_obj = Some(v);
                 }
                 other => {
                     return Err(PyTypeError::new_err(if cfg!(Py_3_13) {
-                        format!("acquire() got an unexpected keyword argument '{other}'")
+                        format!("{name}() got an unexpected keyword argument '{other}'")
                     } else {
-                        format!("'{other}' is an invalid keyword argument for acquire()")
+                        format!("'{other}' is an invalid keyword argument for {name}()")
                     }));
                 }
             }
@@ -272,8 +282,10 @@ pub fn parse_acquire(
 }
 
 /// `PyArg_ParseTuple(args, "(kk):_acquire_restore")` -> `(count, owner)`;
-/// 3.14+ parses the count as a `Py_ssize_t` (`(nk)`: an index, and
-/// "Python int too large to convert to C ssize_t").
+/// 3.14 parses the count as a `Py_ssize_t` (`(nk)`: an index, and
+/// "Python int too large to convert to C ssize_t"). 3.15 takes the state as
+/// its one argument (`METH_O`): see [`parse_restore_state_obj`].
+#[cfg(not(Py_3_15))]
 pub fn parse_restore_state(args: &Bound<'_, PyTuple>) -> PyResult<(u64, u64)> {
     let mut owner: std::os::raw::c_ulong = 0;
     #[cfg(not(Py_3_14))]
@@ -298,25 +310,33 @@ pub fn parse_restore_state(args: &Bound<'_, PyTuple>) -> PyResult<(u64, u64)> {
         )
     };
     if ok == 0 {
-        let e = PyErr::fetch(args.py());
-        // 3.15 parses the one argument itself: its messages name no
-        // argument number, or the item's place as the argument's.
-        if cfg!(Py_3_15) && e.is_instance_of::<PyTypeError>(args.py()) {
-            let msg = e.value(args.py()).str()?.to_string();
-            if let Some(rest) = msg.strip_prefix("_acquire_restore() argument 1, item 1 ") {
-                return Err(PyTypeError::new_err(format!(
-                    "_acquire_restore() argument 2 {rest}"
-                )));
-            }
-            if let Some(rest) = msg.strip_prefix("_acquire_restore() argument 1 ") {
-                return Err(PyTypeError::new_err(format!(
-                    "_acquire_restore() argument {rest}"
-                )));
-            }
-        }
-        return Err(e);
+        return Err(PyErr::fetch(args.py()));
     }
-    // A negative count (3.14+) wraps, as stock's unsigned arithmetic would.
+    // A negative count (3.14) wraps, as stock's unsigned arithmetic would.
+    Ok((count as u64, owner as u64))
+}
+
+/// 3.15: `PyArg_Parse(state, "(nk):_acquire_restore")` -> `(count, owner)`:
+/// the state is the method's one argument, so the interpreter's messages
+/// call it "argument" and its items "argument 1" / "argument 2".
+#[cfg(Py_3_15)]
+pub fn parse_restore_state_obj(state: &Bound<'_, PyAny>) -> PyResult<(u64, u64)> {
+    let mut owner: std::os::raw::c_ulong = 0;
+    let mut count: ffi::Py_ssize_t = 0;
+    // SAFETY: `(nk)` writes a Py_ssize_t then an unsigned long, matching the
+    // two pointers passed; `state` is a live object; attached.
+    let ok = unsafe {
+        ffi::PyArg_Parse(
+            state.as_ptr(),
+            c"(nk):_acquire_restore".as_ptr(),
+            &mut count as *mut ffi::Py_ssize_t,
+            &mut owner as *mut std::os::raw::c_ulong,
+        )
+    };
+    if ok == 0 {
+        return Err(PyErr::fetch(state.py()));
+    }
+    // A negative count wraps, as stock's unsigned arithmetic would.
     Ok((count as u64, owner as u64))
 }
 

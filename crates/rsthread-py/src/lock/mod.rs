@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicPtr;
 
 use rsthread_core::{diag, ident, RawLock, RawRLock, SpinScore};
 
-use crate::args::{parse_acquire, UNSET_TIMEOUT};
+use crate::args::{acquire_lock_name, parse_acquire, UNSET_TIMEOUT};
 use crate::errors;
 use crate::wait::acquire_timed;
 
@@ -139,7 +139,7 @@ impl PyLock {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<bool> {
-        self.acquire_ns(py, acquire_timeout(py, args, kwargs)?)
+        self.acquire_ns(py, acquire_timeout(py, "acquire", args, kwargs)?)
     }
 
     /// release()
@@ -196,6 +196,20 @@ impl PyLock {
 }
 
 impl PyRLock {
+    /// `_acquire_restore` once its state is parsed: take the lock (not
+    /// interruptible, like stock) and set its owner and count.
+    pub(crate) fn restore_state(&self, py: Python<'_>, count: u64, owner: u64) {
+        if diag::global().flags() != 0 {
+            diagnosed::rlock_acquire_restore(py, self, owner, count);
+            return;
+        }
+        if !self.raw.try_acquire_inner() {
+            // Not interruptible, like stock: the GIL is released and we wait.
+            py.detach(|| self.raw.acquire_inner_blocking());
+        }
+        self.raw.restore(owner, count);
+    }
+
     /// Acquire with a parsed timeout (ns; `UNSET_TIMEOUT` forever; 0 try).
     #[inline]
     pub(crate) fn acquire_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
@@ -215,16 +229,18 @@ impl PyRLock {
     }
 }
 
-/// The timeout of `acquire(*args, **kwargs)` (no arguments: forever).
+/// The timeout of `name(*args, **kwargs)`, an acquire (no arguments:
+/// forever); `name` is the method's in argument errors.
 fn acquire_timeout(
     py: Python<'_>,
+    name: &str,
     args: &Bound<'_, PyTuple>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<i64> {
     if args.is_empty() && kwargs.is_none() {
         Ok(UNSET_TIMEOUT)
     } else {
-        parse_acquire(py, args, kwargs)
+        parse_acquire(py, name, args, kwargs)
     }
 }
 
@@ -289,7 +305,7 @@ impl PyRLock {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<bool> {
-        self.acquire_ns(py, acquire_timeout(py, args, kwargs)?)
+        self.acquire_ns(py, acquire_timeout(py, "acquire", args, kwargs)?)
     }
 
     /// release()
@@ -362,16 +378,20 @@ impl PyRLock {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
         crate::args::no_keywords("RLock._acquire_restore", kwargs)?;
+        #[cfg(not(Py_3_15))]
         let (count, owner) = crate::args::parse_restore_state(args)?;
-        if diag::global().flags() != 0 {
-            diagnosed::rlock_acquire_restore(py, self, owner, count);
-            return Ok(());
-        }
-        if !self.raw.try_acquire_inner() {
-            // Not interruptible, like stock: the GIL is released and we wait.
-            py.detach(|| self.raw.acquire_inner_blocking());
-        }
-        self.raw.restore(owner, count);
+        // 3.15's is a METH_O entry point (see `fast`); this is only reached
+        // by a direct call of the PyO3 method, with the state as args[0].
+        #[cfg(Py_3_15)]
+        let (count, owner) = match args.len() {
+            1 => crate::args::parse_restore_state_obj(&args.get_item(0)?)?,
+            n => {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "RLock._acquire_restore() takes exactly one argument ({n} given)"
+                )))
+            }
+        };
+        self.restore_state(py, count, owner);
         Ok(())
     }
 
@@ -580,9 +600,11 @@ mod fast {
         fn enter_ns(&self, py: Python<'_>, timeout: i64) -> PyResult<bool> {
             self.acquire_ns(py, timeout)
         }
+        /// The general path of `name(*a, **k)`, an acquire.
         fn acquire_checked(
             &self,
             py: Python<'_>,
+            name: &str,
             a: &Bound<'_, PyTuple>,
             k: Option<&Bound<'_, PyDict>>,
         ) -> PyResult<bool>;
@@ -600,10 +622,11 @@ mod fast {
         fn acquire_checked(
             &self,
             py: Python<'_>,
+            name: &str,
             a: &Bound<'_, PyTuple>,
             k: Option<&Bound<'_, PyDict>>,
         ) -> PyResult<bool> {
-            self.acquire(py, a, k)
+            self.acquire_ns(py, acquire_timeout(py, name, a, k)?)
         }
         fn release_checked(&self) -> PyResult<()> {
             self.release()
@@ -618,20 +641,29 @@ mod fast {
         fn acquire_checked(
             &self,
             py: Python<'_>,
+            name: &str,
             a: &Bound<'_, PyTuple>,
             k: Option<&Bound<'_, PyDict>>,
         ) -> PyResult<bool> {
-            self.acquire(py, a, k)
+            self.acquire_ns(py, acquire_timeout(py, name, a, k)?)
         }
         fn release_checked(&self) -> PyResult<()> {
             self.release()
         }
     }
 
-    /// `acquire` / `acquire_lock` / `__enter__` (`ENTER`) of `lock` and
-    /// `RLock`. `__enter__` with arguments (never done by `with`) takes the
-    /// general path and counts as a plain `acquire`.
-    unsafe extern "C" fn acquire<T: Hot, const ENTER: bool>(
+    /// Which method an [`acquire`] entry point is.
+    const ACQUIRE: u8 = 0;
+    /// `lock.acquire_lock` (its own name in argument errors from 3.15).
+    const ACQUIRE_LOCK: u8 = 1;
+    /// `__enter__` before 3.15 (an alias of `acquire`).
+    #[cfg_attr(Py_3_15, allow(dead_code))]
+    const ENTER: u8 = 2;
+
+    /// `acquire` / `acquire_lock` / (before 3.15) `__enter__` of `lock` and
+    /// `RLock`, per `KIND`. `__enter__` with arguments (never done by `with`)
+    /// takes the general path and counts as a plain `acquire`.
+    unsafe extern "C" fn acquire<T: Hot, const KIND: u8>(
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargsf: ffi::Py_ssize_t,
@@ -643,11 +675,33 @@ mod fast {
             let py = Python::assume_attached();
             let l = this::<T>(py, slf);
             let r = match fast_timeout(args, nargsf, kwnames) {
-                Some(t) if ENTER => l.get().enter_ns(py, t),
+                Some(t) if KIND == ENTER => l.get().enter_ns(py, t),
                 Some(t) => l.get().acquire_ns(py, t),
-                None => general(py, args, nargsf, kwnames)
-                    .and_then(|(a, k)| l.get().acquire_checked(py, &a, k.as_ref())),
+                None => {
+                    let name = if KIND == ACQUIRE_LOCK {
+                        acquire_lock_name()
+                    } else {
+                        "acquire"
+                    };
+                    general(py, args, nargsf, kwnames)
+                        .and_then(|(a, k)| l.get().acquire_checked(py, name, &a, k.as_ref()))
+                }
             };
+            ret(py, r, |b| py_bool(b))
+        }
+    }
+
+    /// 3.15+: `__enter__` takes no arguments (`METH_NOARGS`: CPython
+    /// refuses any, in its own words) and acquires without a timeout.
+    #[cfg(Py_3_15)]
+    unsafe extern "C" fn enter<T: Hot>(
+        slf: *mut ffi::PyObject,
+        _unused: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: as in acquire.
+        unsafe {
+            let py = Python::assume_attached();
+            let r = this::<T>(py, slf).get().enter_ns(py, UNSET_TIMEOUT);
             ret(py, r, |b| py_bool(b))
         }
     }
@@ -718,50 +772,70 @@ mod fast {
         }
     }
 
+    /// `_acquire_restore`'s common shape: `state` an exact 2-tuple of exact
+    /// ints in range, read as the parser would (3.14+ reads the count as a
+    /// Py_ssize_t; 3.15 warns about an owner out of `unsigned long`'s range,
+    /// so such an owner takes the general path too). `None`: not that shape
+    /// (or diagnostics are on); nothing was done.
+    ///
+    /// # Safety
+    /// `st` is a live borrowed object; the GIL is held.
+    #[inline]
+    unsafe fn restore_state_fast(st: *mut ffi::PyObject) -> Option<(u64, u64)> {
+        // SAFETY: per the contract; exact-type checks before each access.
+        unsafe {
+            if diag::global().flags() != 0
+                || ffi::PyTuple_CheckExact(st) == 0
+                || ffi::PyTuple_GET_SIZE(st) != 2
+            {
+                return None;
+            }
+            let (c, o) = (ffi::PyTuple_GET_ITEM(st, 0), ffi::PyTuple_GET_ITEM(st, 1));
+            if ffi::PyLong_CheckExact(c) == 0 || ffi::PyLong_CheckExact(o) == 0 {
+                return None;
+            }
+            let count = if cfg!(Py_3_14) {
+                let n = ffi::PyLong_AsSsize_t(c);
+                if n == -1 && !ffi::PyErr_Occurred().is_null() {
+                    ffi::PyErr_Clear();
+                    return None;
+                }
+                n as u64
+            } else {
+                ffi::PyLong_AsUnsignedLongMask(c) as u64
+            };
+            let owner = if cfg!(Py_3_15) {
+                let v = ffi::PyLong_AsUnsignedLong(o);
+                if v == std::os::raw::c_ulong::MAX && !ffi::PyErr_Occurred().is_null() {
+                    ffi::PyErr_Clear();
+                    return None;
+                }
+                v as u64
+            } else {
+                ffi::PyLong_AsUnsignedLongMask(o) as u64
+            };
+            Some((count, owner))
+        }
+    }
+
+    /// `RLock._acquire_restore(state)` before 3.15 (`METH_VARARGS` in stock).
+    #[cfg(not(Py_3_15))]
     unsafe extern "C" fn rlock_acquire_restore(
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargsf: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject {
-        // SAFETY: as in acquire, with `slf` an RLock (or subclass) instance; the fast shape is one exact 2-tuple of
-        // exact ints, read with the masking conversion of the "k" format.
+        // SAFETY: as in acquire, with `slf` an RLock (or subclass) instance;
+        // `args` holds `nargs` live objects.
         unsafe {
             let py = Python::assume_attached();
             let this = this::<PyRLock>(py, slf);
             let l = this.get();
-            if kwnames.is_null()
-                && ffi::PyVectorcall_NARGS(nargsf as usize) == 1
-                && diag::global().flags() == 0
-            {
-                let st = *args;
-                if ffi::PyTuple_CheckExact(st) != 0 && ffi::PyTuple_GET_SIZE(st) == 2 {
-                    let (c, o) = (ffi::PyTuple_GET_ITEM(st, 0), ffi::PyTuple_GET_ITEM(st, 1));
-                    // 3.14+ reads the count as a Py_ssize_t ("n"): one out of
-                    // its range takes the general path, which raises.
-                    let exact = ffi::PyLong_CheckExact(c) != 0 && ffi::PyLong_CheckExact(o) != 0;
-                    let count = if !exact {
-                        None
-                    } else if cfg!(Py_3_14) {
-                        let n = ffi::PyLong_AsSsize_t(c);
-                        if n == -1 && !ffi::PyErr_Occurred().is_null() {
-                            ffi::PyErr_Clear();
-                            None
-                        } else {
-                            Some(n as u64)
-                        }
-                    } else {
-                        Some(ffi::PyLong_AsUnsignedLongMask(c) as u64)
-                    };
-                    if let Some(count) = count {
-                        let owner = ffi::PyLong_AsUnsignedLongMask(o) as u64;
-                        if !l.raw.try_acquire_inner() {
-                            // Not interruptible, like stock.
-                            py.detach(|| l.raw.acquire_inner_blocking());
-                        }
-                        l.raw.restore(owner, count);
-                        return py_none();
-                    }
+            if kwnames.is_null() && ffi::PyVectorcall_NARGS(nargsf as usize) == 1 {
+                if let Some((count, owner)) = restore_state_fast(*args) {
+                    l.restore_state(py, count, owner);
+                    return py_none();
                 }
             }
             let r = general(py, args, nargsf, kwnames)
@@ -770,9 +844,35 @@ mod fast {
         }
     }
 
+    /// 3.15+: `RLock._acquire_restore(state, /)` is `METH_O` (CPython checks
+    /// the argument count and keywords in its own words).
+    #[cfg(Py_3_15)]
+    unsafe extern "C" fn rlock_acquire_restore(
+        slf: *mut ffi::PyObject,
+        state: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: as in acquire, with `slf` an RLock (or subclass) instance
+        // and `state` a live borrowed object.
+        unsafe {
+            let py = Python::assume_attached();
+            let this = this::<PyRLock>(py, slf);
+            let l = this.get();
+            let r = match restore_state_fast(state) {
+                Some(co) => Ok(co),
+                None => crate::args::parse_restore_state_obj(&Bound::from_borrowed_ptr(py, state)),
+            };
+            ret(py, r.map(|(c, o)| l.restore_state(py, c, o)), |()| {
+                py_none()
+            })
+        }
+    }
+
     enum Entry {
         Fast(Fast),
         NoArgs(NoArgs),
+        /// `METH_O`: the one argument in place of the unused one.
+        #[cfg_attr(not(Py_3_15), allow(dead_code))]
+        One(NoArgs),
     }
 
     fn install_one(
@@ -789,6 +889,7 @@ mod fast {
                 ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
             ),
             Entry::NoArgs(f) => (ffi::PyMethodDefPointer { PyCFunction: f }, ffi::METH_NOARGS),
+            Entry::One(f) => (ffi::PyMethodDefPointer { PyCFunction: f }, ffi::METH_O),
         };
         // Leaked: a method descriptor keeps a pointer to its PyMethodDef for
         // as long as the type lives, i.e. the process.
@@ -811,28 +912,47 @@ mod fast {
         tp.setattr(name.to_str().expect("ascii"), descr)
     }
 
+    /// `__enter__`: 3.15+ takes no arguments; before, an alias of `acquire`.
+    fn enter_entry<T: Hot>() -> Entry {
+        #[cfg(Py_3_15)]
+        return Entry::NoArgs(enter::<T>);
+        #[cfg(not(Py_3_15))]
+        return Entry::Fast(acquire::<T, ENTER>);
+    }
+
+    /// `RLock._acquire_restore`: 3.15+ `METH_O`; before, `METH_VARARGS`.
+    fn restore_entry() -> Entry {
+        #[cfg(Py_3_15)]
+        return Entry::One(rlock_acquire_restore);
+        #[cfg(not(Py_3_15))]
+        return Entry::Fast(rlock_acquire_restore);
+    }
+
     /// Replace the hot methods of `lock` and `RLock` by the raw entry points.
     pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
         let lock = py.get_type::<PyLock>();
         for (n, e) in [
-            (c"acquire_lock", Entry::Fast(acquire::<PyLock, false>)),
-            (c"__enter__", Entry::Fast(acquire::<PyLock, true>)),
+            (
+                c"acquire_lock",
+                Entry::Fast(acquire::<PyLock, ACQUIRE_LOCK>),
+            ),
+            (c"__enter__", enter_entry::<PyLock>()),
             (c"release_lock", Entry::NoArgs(release::<PyLock>)),
             (c"__exit__", Entry::Fast(exit::<PyLock>)),
-            (c"acquire", Entry::Fast(acquire::<PyLock, false>)),
+            (c"acquire", Entry::Fast(acquire::<PyLock, ACQUIRE>)),
             (c"release", Entry::NoArgs(release::<PyLock>)),
         ] {
             install_one(&lock, n, e)?;
         }
         let rlock = py.get_type::<PyRLock>();
         for (n, e) in [
-            (c"__enter__", Entry::Fast(acquire::<PyRLock, true>)),
+            (c"__enter__", enter_entry::<PyRLock>()),
             (c"__exit__", Entry::Fast(exit::<PyRLock>)),
-            (c"acquire", Entry::Fast(acquire::<PyRLock, false>)),
+            (c"acquire", Entry::Fast(acquire::<PyRLock, ACQUIRE>)),
             (c"release", Entry::NoArgs(release::<PyRLock>)),
             (c"_is_owned", Entry::NoArgs(rlock_is_owned)),
             (c"_release_save", Entry::NoArgs(rlock_release_save)),
-            (c"_acquire_restore", Entry::Fast(rlock_acquire_restore)),
+            (c"_acquire_restore", restore_entry()),
         ] {
             install_one(&rlock, n, e)?;
         }
@@ -887,23 +1007,28 @@ mod versions {
         Ok(())
     }
 
-    /// `lock()` (3.13+) takes no arguments; the words changed in 3.15.
+    /// `lock()` (3.13+) takes no arguments; the words changed in 3.15, and
+    /// 3.15 checks the positional ones first.
     #[cfg(Py_3_13)]
     pub(super) fn lock_new_args(
         args: &Bound<'_, pyo3::types::PyTuple>,
         kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<()> {
+        if cfg!(Py_3_15) && !args.is_empty() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "lock() takes no positional arguments",
+            ));
+        }
         if kwargs.is_some_and(|k| !k.is_empty()) {
             return Err(pyo3::exceptions::PyTypeError::new_err(
                 "lock() takes no keyword arguments",
             ));
         }
         if !args.is_empty() {
-            return Err(pyo3::exceptions::PyTypeError::new_err(if cfg!(Py_3_15) {
-                "lock() takes no positional arguments".to_owned()
-            } else {
-                format!("lock expected 0 arguments, got {}", args.len())
-            }));
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "lock expected 0 arguments, got {}",
+                args.len()
+            )));
         }
         Ok(())
     }
