@@ -147,6 +147,15 @@ def test_unraisable_from_start_new_thread_matches_stock():
     assert "Exception ignored in thread started by" in ours.stdout
 
 
+def same_as_stock(code: str, timeout: float = 60):
+    """Run `code` on rsthread and on stock; the exit status and stdout must
+    be the same. Returns rsthread's run."""
+    ours = run_py(code, timeout=timeout)
+    stock = run_py(code, rsthread=False, timeout=timeout)
+    assert (ours.returncode, ours.stdout) == (stock.returncode, stock.stdout), (ours, stock)
+    return ours
+
+
 @pytest.mark.parametrize("where", ["atexit", "finalizer"])
 def test_thread_started_at_shutdown_matches_stock(where):
     # 3.12 refuses a thread from an atexit handler (the interpreter's own
@@ -208,9 +217,7 @@ def test_join_daemon_thread_in_finalization_matches_stock():
                         print(to, type(e).__name__, e, flush=True)
         Cycle()
     """
-    ours = run_py(code, timeout=30)
-    stock = run_py(code, rsthread=False, timeout=30)
-    assert (ours.returncode, ours.stdout) == (stock.returncode, stock.stdout), (ours, stock)
+    ours = same_as_stock(code)
     if sys.version_info >= (3, 14):
         assert "None PythonFinalizationError cannot join thread at interpreter shutdown" in ours.stdout
 
@@ -247,9 +254,7 @@ def test_acquire_daemon_thread_lock_in_finalization_matches_stock():
         Cycle()
     """
     code = f"UNBOUNDED = {sys.version_info >= (3, 15)}\n" + textwrap.dedent(code)
-    ours = run_py(code, timeout=60)
-    stock = run_py(code, rsthread=False, timeout=60)
-    assert (ours.returncode, ours.stdout) == (stock.returncode, stock.stdout), (ours, stock)
+    ours = same_as_stock(code)
     if sys.version_info >= (3, 15):
         assert "Lock () PythonFinalizationError cannot acquire lock at interpreter finalization" in ours.stdout
 
