@@ -31,7 +31,7 @@ SID_TOOL=${SID_TOOL:-$(cd .. && pwd)/shared/tools/sid-pythons.sh}
 [ -f "$SID_TOOL" ] || [ ! -f /work/shared/tools/sid-pythons.sh ] || SID_TOOL=/work/shared/tools/sid-pythons.sh
 CACHE=${RSTHREAD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rsthread}
 LOGDIR=target/versions-logs
-TOOLS=("maturin>=1.9.4,<2" "pytest>=8" "pytest-timeout>=2.3" "perfetto>=0.59" "protobuf")
+TOOLS=("maturin>=1.9.4,<2" "pytest>=8" "pytest-timeout>=2.3" "pytest-xdist>=3" "perfetto>=0.59" "protobuf")
 
 # One version: LABEL PYTHON. Writes LOGDIR/LABEL.log and LOGDIR/LABEL.summary.
 one() {

@@ -5,8 +5,17 @@ and once against ``rsthread._thread`` ("rsthread").  If ``rsthread._thread``
 cannot be imported, the rsthread case FAILS (it is never skipped).
 """
 import importlib
+import signal
 
 import pytest
+
+# Started as a background job of a non-interactive shell (as CI's parallel
+# lanes are), this process inherits SIGINT ignored, and so would every child
+# interpreter the tests start: Python keeps an ignored SIGINT ignored, and
+# the tests that interrupt a child with Ctrl-C would wait in vain. A handler
+# here is reset to the default at exec, so children start as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(params=["stock", "rsthread"])
