@@ -21,11 +21,18 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+
+# Run as a background job of a non-interactive shell (versions.sh's lanes),
+# this process inherits SIGINT ignored, and so would the suites (their Ctrl-C
+# tests then test nothing): a handler here is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUITES = ["test_thread", "test_threading", "test_threadsignals", "test_threading_local"]
