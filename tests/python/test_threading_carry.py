@@ -163,14 +163,17 @@ def test_thread_started_at_shutdown_matches_stock(where):
     # refuses it from a finalizer at interpreter shutdown; 3.11 allows both.
     code = """
         import _thread, atexit, sys
+        def say(line):  # one write per line: the two threads' lines never mix
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
         def f():
-            print("thread ran", flush=True)
+            say("thread ran")
         def start():
             try:
                 _thread.start_new_thread(f, ())
-                print("started", flush=True)
+                say("started")
             except BaseException as e:
-                print(type(e).__name__, e, flush=True)
+                say(f"{type(e).__name__} {e}")
         class AtFinalization:
             def __del__(self):
                 start()

@@ -124,8 +124,10 @@ pub(crate) fn prealloc(py: Python<'_>) -> PyResult<*mut ffi::PyThreadState> {
 /// `pre` NULL or an unused preallocated state.
 pub(crate) unsafe fn bind_new(pre: *mut ffi::PyThreadState) -> *mut ffi::PyThreadState {
     if pre.is_null() {
-        // SAFETY: per the contract; the main interpreter outlives threads
-        // that are still running (finalization stops before freeing it).
+        // SAFETY: per the contract; the main interpreter is static memory
+        // (3.12+) and this runs before finalization begins (3.14+: the
+        // parent holds the GIL until this returns) or is stopped at the GIL
+        // (3.12, 3.13: the runtime's finalizing flag stops every thread).
         return unsafe { ffi::PyThreadState_New(ffi::PyInterpreterState_Main()) };
     }
     #[cfg(not(Py_3_12))]
