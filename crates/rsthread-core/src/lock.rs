@@ -192,13 +192,16 @@ enum SpinEnd {
 /// time instead of spinning for nothing for the rest of its life.
 #[cfg(not(loom))]
 fn max_spinners() -> u32 {
-    use std::sync::atomic::{AtomicU32 as A, AtomicU64 as A64, Ordering as O};
-    use std::sync::Once;
+    use std::sync::atomic::{AtomicBool, AtomicU32 as A, AtomicU64 as A64, Ordering as O};
     static MAX: A = A::new(u32::MAX);
     // Upper bound from the first call: the affinity mask and cgroup quota.
     static LIMIT: A = A::new(0);
     static CHECKED_AT: A64 = A64::new(0);
-    static FORK_HANDLER: Once = Once::new();
+    // Not a `Once`: `pthread_atfork` waits while another thread forks, and a
+    // `Once` caught running by that fork stays running in the child forever
+    // (its first contended acquire then hung: CPython's
+    // test_3_join_in_forked_from_thread, under load).
+    static FORK_HANDLER: AtomicBool = AtomicBool::new(false);
     // Relaxed (all three): a heuristic's cache; a stale or torn view only
     // costs one more or one fewer spin.
     let m = MAX.load(O::Relaxed);
@@ -214,15 +217,18 @@ fn max_spinners() -> u32 {
     }
     let cpus = rustix::thread::sched_getaffinity(None).map_or(limit, |set| set.count().min(limit));
     let m = cpus.saturating_sub(1);
-    FORK_HANDLER.call_once(|| {
+    // Relaxed: only decides who registers; nothing is published through it.
+    if !FORK_HANDLER.swap(true, O::Relaxed) {
         // A fork while another thread spins would leave its slot taken in
         // the child, where only the forking (non-spinning) thread survives.
+        // (A child forked while this registers misses the reset: it then
+        // spins less, never wrongly.)
         extern "C" fn reset_in_child() {
             SPINNERS.store(0, O::Relaxed);
         }
         // SAFETY: registers a handler that only stores to an atomic.
         unsafe { libc::pthread_atfork(None, None, Some(reset_in_child)) };
-    });
+    }
     MAX.store(m, O::Relaxed);
     m
 }
