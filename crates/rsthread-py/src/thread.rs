@@ -10,7 +10,7 @@ use pyo3::exceptions::{PySystemExit, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use rsthread_core::{ident, thread as core_thread, RawLock};
+use rsthread_core::{ident, thread as core_thread};
 
 use crate::args::no_keywords;
 use crate::capi;
@@ -47,23 +47,9 @@ struct RawBoot {
     /// `Arc::into_raw` of the thread's watcher (3.13+'s handle state, see
     /// `start_joinable_thread`), or NULL.
     handle: Option<NonNull<dyn ThreadWatch>>,
-    /// 3.14+: `Arc::into_raw` of a locked lock the child releases once its
-    /// thread state exists (see `spawn_python_thread`); NULL before 3.14.
-    ready: *const RawLock,
 }
 
 impl RawBoot {
-    /// Tell the parent this thread's state exists (or never will): release
-    /// and drop `ready`, if any. No GIL needed.
-    fn signal_ready(&self) {
-        if !self.ready.is_null() {
-            // SAFETY: the reference `spawn_python_thread` leaked for this
-            // thread, taken back exactly once (here).
-            let r = unsafe { Arc::from_raw(self.ready) };
-            let _ = r.release();
-        }
-    }
-
     /// Last step of the thread, after its thread state is gone (no GIL):
     /// signal the handle, if any, that the thread is done.
     fn finish(self) {
@@ -176,7 +162,19 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
             // (and the preallocated thread state), like stock.
             // Relaxed: an informational counter.
             COUNT.fetch_sub(1, Ordering::Relaxed);
-            boot.signal_ready();
+            boot.finish();
+            return std::ptr::null_mut();
+        }
+        let ts = cpython::tstate::bind_new(boot.tstate);
+        // 3.14+ stops at finalization only the thread states that exist
+        // when it begins (stock makes the state in the parent). A state made
+        // here after that would take the GIL after it is gone, so look
+        // again now that ours exists: if finalization has not begun yet, it
+        // will see and stop this state; if it has, leak like above.
+        #[cfg(Py_3_14)]
+        if cpython::is_finalizing() {
+            // Relaxed: an informational counter.
+            COUNT.fetch_sub(1, Ordering::Relaxed);
             boot.finish();
             return std::ptr::null_mut();
         }
@@ -186,8 +184,6 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
         if key != 0 {
             libc::pthread_setspecific((key - 1) as libc::pthread_key_t, (&raw mut sentinel).cast());
         }
-        let ts = cpython::tstate::bind_new(boot.tstate);
-        boot.signal_ready();
         capi::PyEval_AcquireThread_unwind(ts);
         if rsthread_core::diag::global().flags() != 0 {
             let py = Python::assume_attached();
@@ -375,20 +371,6 @@ pub(crate) fn spawn_python_thread(
     handle: Option<Arc<dyn ThreadWatch>>,
 ) -> PyResult<u64> {
     let tstate = cpython::tstate::prealloc(py)?;
-    // 3.14+: from the moment the interpreter finalizes, a thread whose state
-    // did not exist yet would take the GIL after it is gone (3.14 stops only
-    // the threads whose states it marks; stock makes the state in the parent,
-    // so every thread has one). So the parent, holding the GIL (without
-    // which finalization cannot begin), waits until the child has made its
-    // state. Earlier versions stop every thread that takes the GIL once the
-    // runtime finalizes.
-    let ready = if cfg!(Py_3_14) {
-        let r = Arc::new(RawLock::new());
-        let _ = r.try_acquire();
-        Some(r)
-    } else {
-        None
-    };
     let func_for_diag = func.clone();
     let boot = Box::new(RawBoot {
         func: func.clone().unbind().into_ptr(),
@@ -396,9 +378,6 @@ pub(crate) fn spawn_python_thread(
         kwargs: kw.map_or(std::ptr::null_mut(), |k| k.clone().unbind().into_ptr()),
         tstate,
         handle: handle.and_then(|h| NonNull::new(Arc::into_raw(h).cast_mut())),
-        ready: ready
-            .as_ref()
-            .map_or(std::ptr::null(), |r| Arc::into_raw(r.clone())),
     });
     // Relaxed: informational counter (see `_count`).
     COUNT.fetch_add(1, Ordering::Relaxed);
@@ -407,11 +386,6 @@ pub(crate) fn spawn_python_thread(
     // a destructor alive across Python calls; on error it was not started.
     match unsafe { core_thread::spawn_raw(thread_start, arg) } {
         Ok(id) => {
-            if let Some(r) = ready {
-                // A short wait (the child's first steps, no Python code), with
-                // the GIL held on purpose (see above).
-                r.acquire(None);
-            }
             if rsthread_core::diag::global().flags() != 0 {
                 // Known before this call returns (the new thread needs the
                 // GIL we hold to start), so "every thread is blocked" never
@@ -434,9 +408,6 @@ pub(crate) fn spawn_python_thread(
                 cpython::tstate::discard(boot.tstate);
                 if let Some(h) = boot.handle {
                     drop(Arc::from_raw(h.as_ptr().cast_const()));
-                }
-                if !boot.ready.is_null() {
-                    drop(Arc::from_raw(boot.ready));
                 }
             }
             Err(errors::cant_start_thread())

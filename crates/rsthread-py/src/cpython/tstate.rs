@@ -125,9 +125,11 @@ pub(crate) fn prealloc(py: Python<'_>) -> PyResult<*mut ffi::PyThreadState> {
 pub(crate) unsafe fn bind_new(pre: *mut ffi::PyThreadState) -> *mut ffi::PyThreadState {
     if pre.is_null() {
         // SAFETY: per the contract; the main interpreter is static memory
-        // (3.12+) and this runs before finalization begins (3.14+: the
-        // parent holds the GIL until this returns) or is stopped at the GIL
-        // (3.12, 3.13: the runtime's finalizing flag stops every thread).
+        // (3.12+) and its thread list is guarded by the runtime's lock. A
+        // thread that makes its state after finalization began does not run
+        // Python with it: 3.12 and 3.13 stop every thread at the GIL once the
+        // runtime finalizes; on 3.14+ `thread_start` looks again after this
+        // and never takes the GIL then.
         return unsafe { ffi::PyThreadState_New(ffi::PyInterpreterState_Main()) };
     }
     #[cfg(not(Py_3_12))]
