@@ -14,6 +14,16 @@
 //! Uncontended acquire is one compare-exchange `0 -> LOCKED`, uncontended
 //! release one compare-exchange `LOCKED -> 0`.
 //!
+//! ## Exclusive access ([`try_acquire_exclusive`](RawLock::try_acquire_exclusive))
+//!
+//! Those two compare-exchanges are locked instructions that wait for the
+//! store buffer to drain, and in an interpreter loop that is about a third
+//! of a lock round trip. A caller that knows no other thread can write the
+//! word meanwhile (every writer holds one outer lock, such as CPython's GIL,
+//! and none is waiting outside it) may use the `_exclusive` forms: a plain
+//! load and store when the word is `0` or `LOCKED`, the atomic path for
+//! anything else. The outer lock orders them with every other access.
+//!
 //! ## Eventual fairness
 //!
 //! Normally the lock *barges*: a release frees it and wakes one sleeper, and
@@ -346,6 +356,27 @@ impl RawLock {
             || self.try_acquire_slow()
     }
 
+    /// [`try_acquire`](Self::try_acquire) without a read-modify-write when
+    /// the lock is free with no other bit set (see the module docs).
+    ///
+    /// # Safety
+    /// No other thread writes this lock's state during the call, and every
+    /// earlier write by another thread happens before it (for example: all
+    /// writers hold one outer lock, and none writes without it).
+    #[inline]
+    pub unsafe fn try_acquire_exclusive(&self) -> bool {
+        // Relaxed (load and store): per the contract, the outer lock orders
+        // this with every other write; no other thread can interleave.
+        match self.state.load(Ordering::Relaxed) {
+            0 => {
+                self.state.store(LOCKED, Ordering::Relaxed);
+                true
+            }
+            s if s & LOCKED != 0 => false,
+            _ => self.try_acquire_slow(),
+        }
+    }
+
     /// The lock may be free with other bits set (sleepers, starving count).
     #[cold]
     fn try_acquire_slow(&self) -> bool {
@@ -615,6 +646,21 @@ impl RawLock {
             .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
             .is_ok()
         {
+            return Ok(());
+        }
+        self.release_slow()
+    }
+
+    /// [`release`](Self::release) without a read-modify-write when the lock
+    /// is held with no other bit set (nobody to wake, no hand-off).
+    ///
+    /// # Safety
+    /// As for [`try_acquire_exclusive`](Self::try_acquire_exclusive).
+    #[inline]
+    pub unsafe fn release_exclusive(&self) -> Result<(), NotLocked> {
+        // Relaxed (load and store): as in `try_acquire_exclusive`.
+        if self.state.load(Ordering::Relaxed) == LOCKED {
+            self.state.store(0, Ordering::Relaxed);
             return Ok(());
         }
         self.release_slow()

@@ -128,6 +128,24 @@ impl RawRLock {
         Ok(false)
     }
 
+    /// [`try_acquire`](Self::try_acquire) through
+    /// [`RawLock::try_acquire_exclusive`].
+    ///
+    /// # Safety
+    /// As for [`RawLock::try_acquire_exclusive`].
+    #[inline]
+    pub unsafe fn try_acquire_exclusive(&self, me: u64) -> Result<bool, CountOverflow> {
+        if let Some(r) = self.try_reenter(me) {
+            return r.map(|()| true);
+        }
+        // SAFETY: per this function's contract.
+        if unsafe { self.lock.try_acquire_exclusive() } {
+            self.set_owner(me, 1);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Take the lock for `me`, waiting until `deadline`. Does not re-enter:
     /// call [`try_acquire`](Self::try_acquire) first. An owner that came
     /// here would wait for itself forever (debug builds panic instead).
@@ -158,6 +176,29 @@ impl RawRLock {
         self.set_owner(0, 0);
         // Cannot fail: count > 0 means the inner lock is held.
         let _ = self.lock.release();
+        Ok(())
+    }
+
+    /// [`release`](Self::release) through [`RawLock::release_exclusive`].
+    ///
+    /// # Safety
+    /// As for [`RawLock::try_acquire_exclusive`].
+    #[inline]
+    pub unsafe fn release_exclusive(&self, me: u64) -> Result<(), ReleaseError> {
+        let c = self.count.load(Ordering::Relaxed);
+        // Relaxed: see the module notes.
+        if c == 0 || self.owner.load(Ordering::Relaxed) != me {
+            return Err(ReleaseError::NotOwner);
+        }
+        if c > 1 {
+            // Relaxed: only the owner writes the count.
+            self.count.store(c - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.set_owner(0, 0);
+        // SAFETY: per this function's contract. Cannot fail: count > 0
+        // means the inner lock is held.
+        let _ = unsafe { self.lock.release_exclusive() };
         Ok(())
     }
 

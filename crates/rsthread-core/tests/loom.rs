@@ -195,3 +195,60 @@ fn rlock_reentry_and_contention() {
         assert!(!r.is_locked());
     });
 }
+
+/// The binding's protocol for the `_exclusive` forms (`Outside` in
+/// rsthread-py): a holder of an outer lock (the GIL, here a mutex whose
+/// value counts the threads waiting outside it) uses the plain-store forms
+/// while nobody waits outside; a waiter registers under the outer lock,
+/// waits without it, and unregisters under it again. No lost update, no
+/// lost wake-up, no data race on the lock word.
+#[test]
+fn exclusive_forms_under_an_outer_lock() {
+    model(|| {
+        let gil = Arc::new(loom::sync::Mutex::new(0u32));
+        let lock = Arc::new(RawLock::new());
+        let data = Arc::new(UnsafeCell::new(0u32));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (gil, lock, data) = (gil.clone(), lock.clone(), data.clone());
+                thread::spawn(move || {
+                    let mut g = gil.lock().unwrap();
+                    let got = if *g == 0 {
+                        // SAFETY: the outer lock is held and nobody waits outside it.
+                        unsafe { lock.try_acquire_exclusive() }
+                    } else {
+                        lock.try_acquire()
+                    };
+                    if !got {
+                        *g += 1;
+                        drop(g);
+                        assert_eq!(lock.acquire(None), Acquire::Acquired);
+                        g = gil.lock().unwrap();
+                        *g -= 1;
+                    }
+                    // Give the outer lock up while holding the lock (as
+                    // Python does on a GIL switch), so the other thread can
+                    // find it held and wait outside.
+                    drop(g);
+                    // SAFETY: exclusive access while the lock is held.
+                    data.with_mut(|p| unsafe { *p += 1 });
+                    let g = gil.lock().unwrap();
+                    let r = if *g == 0 {
+                        // SAFETY: as above.
+                        unsafe { lock.release_exclusive() }
+                    } else {
+                        lock.release()
+                    };
+                    r.unwrap();
+                    drop(g);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // SAFETY: all threads joined.
+        assert_eq!(data.with(|p| unsafe { *p }), 2);
+        assert!(!lock.is_locked());
+    });
+}

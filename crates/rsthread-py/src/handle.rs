@@ -365,6 +365,8 @@ pub fn start_joinable_thread<'py>(
     sh.running.try_acquire();
     if rsthread_core::diag::global().flags() != 0 && sh.sentinel.get().is_none() {
         let l = crate::lock::PyLock::new_unlocked();
+        // Released by `finished`, after the thread state is gone (no GIL).
+        l.outside.forever();
         crate::lock::diagnosed::sentinel_created(&l);
         let _ = sh.sentinel.set(Py::new(py, l)?);
     }

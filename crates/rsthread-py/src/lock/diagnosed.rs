@@ -158,13 +158,15 @@ pub(crate) fn lock_acquire(
         return Ok(false);
     }
     let timed = timeout != UNSET_TIMEOUT;
-    acquire::acquire_blocking(
-        c,
-        timed,
-        entered,
-        |d| l.raw.acquire_adaptive(d, &l.spin),
-        &b,
-    )
+    l.outside.around(py, || {
+        acquire::acquire_blocking(
+            c,
+            timed,
+            entered,
+            |d| l.raw.acquire_adaptive(d, &l.spin),
+            &b,
+        )
+    })
 }
 
 /// `lock.release` with diagnostics on.
@@ -197,7 +199,9 @@ pub(crate) fn rlock_acquire(py: Python<'_>, l: &PyRLock, timeout: i64) -> PyResu
         return Ok(false);
     }
     let timed = timeout != UNSET_TIMEOUT;
-    acquire::acquire_blocking(c, timed, false, |d| l.raw.acquire_contended(me, d), &b)
+    l.outside.around(py, || {
+        acquire::acquire_blocking(c, timed, false, |d| l.raw.acquire_contended(me, d), &b)
+    })
 }
 
 /// `RLock.release` with diagnostics on: the record first, if we own it.
@@ -238,7 +242,8 @@ pub(crate) fn rlock_acquire_restore(py: Python<'_>, l: &PyRLock, owner: u64, cou
                 report_deadlock(py, &d, false);
             }
         }
-        py.detach(|| l.raw.acquire_inner_blocking());
+        l.outside
+            .around(py, || py.detach(|| l.raw.acquire_inner_blocking()));
         diag::global().wait_end(me, c.id(), true);
         waited = monotonic_ns().saturating_sub(start).max(1);
     }

@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyOverflowError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 // std atomics, not the core's `sync` shim: the binding is never built under loom.
-use std::sync::atomic::AtomicPtr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use rsthread_core::{diag, ident, RawLock, RawRLock, SpinScore};
 
@@ -17,10 +17,63 @@ use crate::args::{acquire_lock_name, parse_acquire, UNSET_TIMEOUT};
 use crate::errors;
 use crate::wait::acquire_timed;
 
+/// How many threads may write a lock's state without holding the GIL: its
+/// waiters, from before they detach until they are attached again. While
+/// there are none, every writer holds the GIL, so the hot paths may use the
+/// core's `_exclusive` forms (no locked instruction; see
+/// `rsthread_core::lock`). Changed and read only with the GIL held, which
+/// orders it (and the lock states it guards) between threads.
+#[derive(Default)]
+pub(crate) struct Outside(AtomicU32);
+
+impl Outside {
+    /// A lock some thread releases after its thread state is gone (no GIL):
+    /// never exclusive.
+    const FOREVER: u32 = 1 << 30;
+
+    /// Whether no thread may write the lock's state without the GIL.
+    #[inline]
+    pub(crate) fn none(&self, _py: Python<'_>) -> bool {
+        // Relaxed: only accessed with the GIL held (see the type's docs).
+        self.0.load(Ordering::Relaxed) == 0
+    }
+
+    /// Run `wait` (which detaches and touches the lock's state without
+    /// the GIL) counted as outside. If `wait` never returns (a thread ended
+    /// at finalization), the lock just stays on the atomic paths.
+    #[inline]
+    pub(crate) fn around<R>(&self, _py: Python<'_>, wait: impl FnOnce() -> R) -> R {
+        // Relaxed: the GIL orders the count (see the type's docs).
+        self.0.fetch_add(1, Ordering::Relaxed);
+        let r = wait();
+        // Relaxed: as above.
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
+    /// Mark the lock as written without the GIL for the rest of its life.
+    pub(crate) fn forever(&self) {
+        // Relaxed: set before the lock is shared (at creation).
+        self.0.store(Self::FOREVER, Ordering::Relaxed);
+    }
+
+    /// After `fork`: the child's only thread is the caller; no waiter
+    /// survived (a lock marked `forever` stays so).
+    fn reset_after_fork(&self) {
+        // Relaxed: the GIL is held, and the child has one thread.
+        let v = self.0.load(Ordering::Relaxed);
+        if v < Self::FOREVER {
+            self.0.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A lock object, as returned by `allocate_lock()`.
 #[pyclass(name = "lock", module = "_thread", frozen, weakref)]
 pub struct PyLock {
     pub(crate) raw: RawLock,
+    /// Threads that may write `raw` without the GIL (see [`Outside`]).
+    pub(crate) outside: Outside,
     /// Whether blocking acquires spin before sleeping (lives in what would
     /// be padding: the object stays the size of stock's).
     pub(crate) spin: SpinScore,
@@ -73,8 +126,32 @@ impl PyLock {
     pub fn new_unlocked() -> PyLock {
         PyLock {
             raw: RawLock::new(),
+            outside: Outside::default(),
             spin: SpinScore::new(),
             diag_cell: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// Non-blocking acquire, with the GIL held.
+    #[inline]
+    pub(crate) fn try_acquire_attached(&self, py: Python<'_>) -> bool {
+        if self.outside.none(py) {
+            // SAFETY: the GIL is held and no thread writes `raw` without it
+            // now (see `Outside`), so every writer is ordered by the GIL.
+            unsafe { self.raw.try_acquire_exclusive() }
+        } else {
+            self.raw.try_acquire()
+        }
+    }
+
+    /// Release, with the GIL held.
+    #[inline]
+    pub(crate) fn release_attached(&self, py: Python<'_>) -> Result<(), rsthread_core::NotLocked> {
+        if self.outside.none(py) {
+            // SAFETY: as in `try_acquire_attached`.
+            unsafe { self.raw.release_exclusive() }
+        } else {
+            self.raw.release()
         }
     }
 
@@ -96,13 +173,15 @@ impl PyLock {
         if diag::global().flags() != 0 {
             return diagnosed::lock_acquire(py, self, timeout, entered);
         }
-        if self.raw.try_acquire() {
+        if self.try_acquire_attached(py) {
             return Ok(true);
         }
         if timeout == 0 {
             return Ok(false);
         }
-        acquire_timed(py, timeout, |d| self.raw.acquire_adaptive(d, &self.spin))
+        self.outside.around(py, || {
+            acquire_timed(py, timeout, |d| self.raw.acquire_adaptive(d, &self.spin))
+        })
     }
 }
 
@@ -149,11 +228,12 @@ impl PyLock {
     /// the lock to acquire the lock.  The lock must be in the locked state,
     /// but it needn't be locked by the same thread that unlocks it.
     #[pyo3(text_signature = None)]
-    fn release(&self) -> PyResult<()> {
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
         if diag::global().flags() != 0 {
             return diagnosed::lock_release(self);
         }
-        self.raw.release().map_err(|_| errors::release_unlocked())
+        self.release_attached(py)
+            .map_err(|_| errors::release_unlocked())
     }
 
     /// locked() -> bool
@@ -179,6 +259,7 @@ impl PyLock {
         if diag::global().flags() != 0 {
             diagnosed::lock_reinit(&self.diag_cell);
         }
+        self.outside.reset_after_fork();
         self.raw.reinit_after_fork();
     }
 
@@ -205,7 +286,8 @@ impl PyRLock {
         }
         if !self.raw.try_acquire_inner() {
             // Not interruptible, like stock: the GIL is released and we wait.
-            py.detach(|| self.raw.acquire_inner_blocking());
+            self.outside
+                .around(py, || py.detach(|| self.raw.acquire_inner_blocking()));
         }
         self.raw.restore(owner, count);
     }
@@ -217,7 +299,13 @@ impl PyRLock {
             return diagnosed::rlock_acquire(py, self, timeout);
         }
         let me = ident::current();
-        match self.raw.try_acquire(me) {
+        let r = if self.outside.none(py) {
+            // SAFETY: as in `PyLock::try_acquire_attached`.
+            unsafe { self.raw.try_acquire_exclusive(me) }
+        } else {
+            self.raw.try_acquire(me)
+        };
+        match r {
             Ok(true) => return Ok(true),
             Ok(false) => {}
             Err(_) => return Err(PyOverflowError::new_err("Internal lock count overflowed")),
@@ -225,7 +313,9 @@ impl PyRLock {
         if timeout == 0 {
             return Ok(false);
         }
-        acquire_timed(py, timeout, |d| self.raw.acquire_contended(me, d))
+        self.outside.around(py, || {
+            acquire_timed(py, timeout, |d| self.raw.acquire_contended(me, d))
+        })
     }
 }
 
@@ -248,6 +338,8 @@ fn acquire_timeout(
 #[pyclass(name = "RLock", module = "_thread", subclass, frozen, weakref)]
 pub struct PyRLock {
     pub(crate) raw: RawRLock,
+    /// Threads that may write `raw` without the GIL (see [`Outside`]).
+    pub(crate) outside: Outside,
     /// This lock's diagnostics cell, a `&'static LockCell` (null: never
     /// seen by diagnostics), see [`diagnosed`].
     pub(crate) diag_cell: AtomicPtr<diag::LockCell>,
@@ -276,6 +368,7 @@ impl PyRLock {
         }
         let l = PyRLock {
             raw: RawRLock::new(),
+            outside: Outside::default(),
             diag_cell: AtomicPtr::new(std::ptr::null_mut()),
         };
         if diag::global().flags() != 0 {
@@ -319,14 +412,18 @@ impl PyRLock {
     /// current thread, release() needs to be called as many times for the lock
     /// to be available for other threads.
     #[pyo3(text_signature = None)]
-    fn release(&self) -> PyResult<()> {
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
         let me = ident::current();
         if diag::global().flags() != 0 {
             diagnosed::rlock_release(self, me);
         }
-        self.raw
-            .release(me)
-            .map_err(|_| PyRuntimeError::new_err("cannot release un-acquired lock"))
+        let r = if self.outside.none(py) {
+            // SAFETY: as in `PyLock::try_acquire_attached`.
+            unsafe { self.raw.release_exclusive(me) }
+        } else {
+            self.raw.release(me)
+        };
+        r.map_err(|_| PyRuntimeError::new_err("cannot release un-acquired lock"))
     }
 
     /// _is_owned() -> bool
@@ -400,6 +497,7 @@ impl PyRLock {
         if diag::global().flags() != 0 {
             diagnosed::lock_reinit(&self.diag_cell);
         }
+        self.outside.reset_after_fork();
         self.raw.reinit_after_fork();
     }
 
@@ -608,7 +706,7 @@ mod fast {
             a: &Bound<'_, PyTuple>,
             k: Option<&Bound<'_, PyDict>>,
         ) -> PyResult<bool>;
-        fn release_checked(&self) -> PyResult<()>;
+        fn release_checked(&self, py: Python<'_>) -> PyResult<()>;
     }
 
     impl Hot for PyLock {
@@ -628,8 +726,8 @@ mod fast {
         ) -> PyResult<bool> {
             self.acquire_ns(py, acquire_timeout(py, name, a, k)?)
         }
-        fn release_checked(&self) -> PyResult<()> {
-            self.release()
+        fn release_checked(&self, py: Python<'_>) -> PyResult<()> {
+            self.release(py)
         }
     }
 
@@ -647,8 +745,8 @@ mod fast {
         ) -> PyResult<bool> {
             self.acquire_ns(py, acquire_timeout(py, name, a, k)?)
         }
-        fn release_checked(&self) -> PyResult<()> {
-            self.release()
+        fn release_checked(&self, py: Python<'_>) -> PyResult<()> {
+            self.release(py)
         }
     }
 
@@ -714,7 +812,7 @@ mod fast {
         // SAFETY: as in acquire.
         unsafe {
             let py = Python::assume_attached();
-            ret(py, this::<T>(py, slf).get().release_checked(), |()| {
+            ret(py, this::<T>(py, slf).get().release_checked(py), |()| {
                 py_none()
             })
         }
@@ -734,7 +832,7 @@ mod fast {
                 .and_then(|()| {
                     super::versions::exit_arity(ffi::PyVectorcall_NARGS(_nargsf as usize))
                 })
-                .and_then(|()| this::<T>(py, slf).get().release_checked());
+                .and_then(|()| this::<T>(py, slf).get().release_checked(py));
             ret(py, r, |()| py_none())
         }
     }
