@@ -118,14 +118,7 @@ impl RawRLock {
     /// Take the lock without blocking (re-entering if `me` owns it).
     #[inline]
     pub fn try_acquire(&self, me: u64) -> Result<bool, CountOverflow> {
-        if let Some(r) = self.try_reenter(me) {
-            return r.map(|()| true);
-        }
-        if self.lock.try_acquire() {
-            self.set_owner(me, 1);
-            return Ok(true);
-        }
-        Ok(false)
+        self.try_acquire_with(me, RawLock::try_acquire)
     }
 
     /// [`try_acquire`](Self::try_acquire) through
@@ -135,11 +128,20 @@ impl RawRLock {
     /// As for [`RawLock::try_acquire_exclusive`].
     #[inline]
     pub unsafe fn try_acquire_exclusive(&self, me: u64) -> Result<bool, CountOverflow> {
+        // SAFETY: per this function's contract.
+        self.try_acquire_with(me, |l| unsafe { l.try_acquire_exclusive() })
+    }
+
+    #[inline(always)]
+    fn try_acquire_with(
+        &self,
+        me: u64,
+        take: impl FnOnce(&RawLock) -> bool,
+    ) -> Result<bool, CountOverflow> {
         if let Some(r) = self.try_reenter(me) {
             return r.map(|()| true);
         }
-        // SAFETY: per this function's contract.
-        if unsafe { self.lock.try_acquire_exclusive() } {
+        if take(&self.lock) {
             self.set_owner(me, 1);
             return Ok(true);
         }
@@ -164,19 +166,10 @@ impl RawRLock {
     /// Release one level held by `me`.
     #[inline]
     pub fn release(&self, me: u64) -> Result<(), ReleaseError> {
-        let c = self.count.load(Ordering::Relaxed);
-        // Relaxed: see the module notes.
-        if c == 0 || self.owner.load(Ordering::Relaxed) != me {
-            return Err(ReleaseError::NotOwner);
-        }
-        if c > 1 {
-            self.count.store(c - 1, Ordering::Relaxed);
-            return Ok(());
-        }
-        self.set_owner(0, 0);
-        // Cannot fail: count > 0 means the inner lock is held.
-        let _ = self.lock.release();
-        Ok(())
+        self.release_with(me, |l| {
+            // Cannot fail: count > 0 means the inner lock is held.
+            let _ = l.release();
+        })
     }
 
     /// [`release`](Self::release) through [`RawLock::release_exclusive`].
@@ -185,6 +178,14 @@ impl RawRLock {
     /// As for [`RawLock::try_acquire_exclusive`].
     #[inline]
     pub unsafe fn release_exclusive(&self, me: u64) -> Result<(), ReleaseError> {
+        self.release_with(me, |l| {
+            // SAFETY: per this function's contract. Cannot fail: as above.
+            let _ = unsafe { l.release_exclusive() };
+        })
+    }
+
+    #[inline(always)]
+    fn release_with(&self, me: u64, unlock: impl FnOnce(&RawLock)) -> Result<(), ReleaseError> {
         let c = self.count.load(Ordering::Relaxed);
         // Relaxed: see the module notes.
         if c == 0 || self.owner.load(Ordering::Relaxed) != me {
@@ -196,9 +197,7 @@ impl RawRLock {
             return Ok(());
         }
         self.set_owner(0, 0);
-        // SAFETY: per this function's contract. Cannot fail: count > 0
-        // means the inner lock is held.
-        let _ = unsafe { self.lock.release_exclusive() };
+        unlock(&self.lock);
         Ok(())
     }
 
