@@ -34,6 +34,10 @@ impl Outside {
     /// Whether no thread may write the lock's state without the GIL.
     #[inline]
     pub(crate) fn none(&self, _py: Python<'_>) -> bool {
+        // Without a GIL nothing orders the count: always the atomic paths.
+        if cfg!(Py_GIL_DISABLED) {
+            return false;
+        }
         // Relaxed: only accessed with the GIL held (see the type's docs).
         self.0.load(Ordering::Relaxed) == 0
     }
