@@ -59,6 +59,15 @@ impl RawBoot {
             h.finished();
         }
     }
+
+    /// The interpreter finalizes before this thread ran: too late to run or
+    /// even release Python objects, so leak them (and the thread state),
+    /// like stock; uncount the thread and tell the handle it is done.
+    fn abandon(self) {
+        // Relaxed: an informational counter.
+        COUNT.fetch_sub(1, Ordering::Relaxed);
+        self.finish();
+    }
 }
 
 /// pthread key (+1; 0: not created) whose value, in threads started here, is
@@ -158,11 +167,7 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
     // outlives every use of the key's value in this thread.
     unsafe {
         if cpython::is_finalizing() {
-            // Too late to run or even release Python objects: leak them
-            // (and the preallocated thread state), like stock.
-            // Relaxed: an informational counter.
-            COUNT.fetch_sub(1, Ordering::Relaxed);
-            boot.finish();
+            boot.abandon();
             return std::ptr::null_mut();
         }
         let ts = cpython::tstate::bind_new(boot.tstate);
@@ -173,9 +178,7 @@ extern "C-unwind" fn thread_start(arg: *mut c_void) -> *mut c_void {
         // will see and stop this state; if it has, leak like above.
         #[cfg(Py_3_14)]
         if cpython::is_finalizing() {
-            // Relaxed: an informational counter.
-            COUNT.fetch_sub(1, Ordering::Relaxed);
-            boot.finish();
+            boot.abandon();
             return std::ptr::null_mut();
         }
         if let Some(h) = boot.handle {
